@@ -1,0 +1,416 @@
+"""RecBole 1.2.1 on today's stack (numpy 2, pandas 3, torch >= 2.6, setuptools >= 82).
+
+RecBole 1.2.1 (the latest release) predates numpy 2, pandas 3's copy-on-write and string semantics,
+and torch's ``weights_only`` default. ``import recbole_faerec`` calls :func:`apply` once, which
+applies each fix below. Every fix is small, named, idempotent and scoped as narrowly as possible
+(RecBole's own functions, not pandas or torch for everyone). ``tests/test_compat.py`` shows, for each
+one, the failure it prevents by running RecBole with that fix switched off.
+
+Switch a fix off with the environment variable ``RECBOLE_FAEREC_COMPAT_SKIP`` (a comma-separated
+list of names from :data:`FIXES`), e.g. to measure its effect (``benchmarks/bench_epoch.py``).
+
+=======================  ====================================================================
+name                     what breaks without it
+=======================  ====================================================================
+``numpy_aliases``        ``np.float_``/``np.complex_``/``np.unicode_`` (used by every ``Config``)
+                         and ``np.bool8`` (ray) were removed in numpy 2: ``AttributeError``.
+``pkg_resources``        ray (imported by ``recbole.quick_start``) imports ``pkg_resources``,
+                         which setuptools >= 82 no longer ships: ``ModuleNotFoundError``.
+``anomaly_mode``         ``recbole/model/sequential_recommender/sine.py`` switches on
+                         ``torch.autograd.set_detect_anomaly(True)`` for the whole process at
+                         import: every model trains about 2x slower.
+``pandas_seq_agg``       pandas 3's ``Series.agg(len)`` returns the Series length instead of the
+                         length of each element: loading any ``token_seq`` field (item text!)
+                         fails with ``ValueError: Length of values ... does not match``.
+``pandas_cow_fillna``    pandas 3's copy-on-write turns ``df[field].fillna(..., inplace=True)``
+                         into a no-op: missing ``token``/``float`` values stay NaN and an empty
+                         ``token_seq`` field crashes in ``str.split``.
+``checkpoint_load``      torch >= 2.6 loads with ``weights_only=True``; RecBole's checkpoints
+                         pickle the whole ``Config``, so reloading the best model fails with
+                         ``UnpicklingError``.
+``collector_cpu``        ``Collector.get_data_struct`` calls ``.cpu()`` on ints and Counters:
+                         ItemCoverage, GiniIndex, AveragePopularity and TailPercentage crash
+                         (RUCAIBox/RecBole#2191).
+=======================  ====================================================================
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.abc
+import importlib.metadata
+import importlib.util
+import os
+import sys
+import types
+import warnings
+from typing import Callable, Dict, List
+
+SKIP_ENV = "RECBOLE_FAEREC_COMPAT_SKIP"
+
+_applied: List[str] = []
+
+
+def _skipped() -> set:
+    return {s.strip() for s in os.environ.get(SKIP_ENV, "").split(",") if s.strip()}
+
+
+# --------------------------------------------------------------------------------------------
+# numpy 2: removed aliases
+# --------------------------------------------------------------------------------------------
+def _fix_numpy_aliases() -> None:
+    """Restore the aliases numpy 2 removed that RecBole and ray still use.
+
+    ``Config.compatibility_settings`` reads ``np.float_``, ``np.complex_`` and ``np.unicode_`` and
+    then sets ``np.float``, ``np.int``, ``np.bool``... itself; ``Interaction`` and the metrics use
+    those. We set both groups, so RecBole code used before the first ``Config()`` works too.
+    """
+    import numpy as np
+
+    aliases = {
+        "float_": np.float64,
+        "complex_": np.complex128,
+        "unicode_": np.str_,
+        "bool8": np.bool_,
+        "bool": np.bool_,
+        "int": np.int_,
+        "float": np.float64,
+        "complex": np.complex128,
+        "object": np.object_,
+        "str": np.str_,
+        "long": np.int_,
+        "unicode": np.str_,
+    }
+    for name, value in aliases.items():
+        if name not in vars(np):
+            setattr(np, name, value)
+
+
+# --------------------------------------------------------------------------------------------
+# setuptools >= 82: ray's ``import pkg_resources``
+# --------------------------------------------------------------------------------------------
+class _DistributionNotFound(Exception):
+    pass
+
+
+def _make_pkg_resources_shim() -> types.ModuleType:
+    """What ray 2.6 uses of ``pkg_resources``: ``get_distribution``, ``require``,
+    ``DistributionNotFound`` (answered by ``importlib.metadata``) and the vendored ``packaging``."""
+    mod = types.ModuleType("pkg_resources")
+    mod.__doc__ = (
+        "Minimal stand-in installed by recbole_faerec.compat for ray only, because setuptools "
+        ">= 82 no longer ships pkg_resources."
+    )
+    mod.DistributionNotFound = _DistributionNotFound
+
+    def get_distribution(name: str):
+        try:
+            return types.SimpleNamespace(project_name=name, version=importlib.metadata.version(name))
+        except importlib.metadata.PackageNotFoundError as err:
+            raise _DistributionNotFound(name) from err
+
+    def require(name: str):
+        return [get_distribution(name)]
+
+    def __getattr__(name: str):
+        raise AttributeError(
+            f"pkg_resources.{name} is not available: setuptools >= 82 ships no pkg_resources and "
+            "recbole_faerec only provides what ray needs (install 'setuptools<82' for the rest)"
+        )
+
+    mod.get_distribution = get_distribution
+    mod.require = require
+    mod.__getattr__ = __getattr__
+    # ray also reads the packaging library that pkg_resources vendored.
+    import packaging.version
+
+    vendor = types.ModuleType("pkg_resources._vendor")
+    vendor.packaging = packaging
+    mod.packaging = packaging
+    mod._vendor = vendor
+    mod.__path__ = []
+    sys.modules.update(
+        {
+            "pkg_resources._vendor": vendor,
+            "pkg_resources._vendor.packaging": packaging,
+            "pkg_resources._vendor.packaging.version": packaging.version,
+        }
+    )
+    return mod
+
+
+class _RayPkgResourcesFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers ``import pkg_resources`` with a shim, only for ray and only when it is missing.
+
+    It sits at the *end* of ``sys.meta_path``, so a real ``pkg_resources`` (setuptools < 82) always
+    wins, and it only answers imports made from ray's own modules; anything else still gets the
+    usual ``ModuleNotFoundError``.
+    """
+
+    @staticmethod
+    def _importer_is_ray() -> bool:
+        frame = sys._getframe(1)
+        while frame is not None:
+            name = frame.f_globals.get("__name__", "")
+            if not (name.startswith("importlib") or name.startswith("_frozen_importlib")
+                    or name == __name__):
+                return name == "ray" or name.startswith("ray.")
+            frame = frame.f_back
+        return False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "pkg_resources" or not self._importer_is_ray():
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        return _make_pkg_resources_shim()
+
+    def exec_module(self, module):
+        pass
+
+
+def _fix_pkg_resources() -> None:
+    if not any(isinstance(f, _RayPkgResourcesFinder) for f in sys.meta_path):
+        sys.meta_path.append(_RayPkgResourcesFinder())
+
+
+# --------------------------------------------------------------------------------------------
+# torch: anomaly detection switched on by sine.py at import
+# --------------------------------------------------------------------------------------------
+def _fix_anomaly_mode() -> None:
+    """Import RecBole's models with ``set_detect_anomaly`` neutralised, keeping the user's mode."""
+    import torch
+
+    if "recbole.model.sequential_recommender.sine" in sys.modules:
+        # Too late to stop it: sine.py switched anomaly mode on; switch it back off.
+        torch.autograd.set_detect_anomaly(False)
+        return
+    original = torch.autograd.set_detect_anomaly
+    state = (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled())
+    try:
+        import recbole.model.sequential_recommender  # noqa: F401  (imports sine.py)
+    finally:
+        torch.autograd.set_detect_anomaly = original
+        torch.autograd.set_detect_anomaly(state[0], check_nan=state[1])
+
+
+# --------------------------------------------------------------------------------------------
+# pandas 3: Series.agg(callable) is a reduction now
+# --------------------------------------------------------------------------------------------
+def _pandas2_series_agg(self, func=None, axis=0, *args, **kwargs):
+    """pandas 2 semantics of ``Series.agg(callable)``: try element-wise, fall back to the whole.
+
+    RecBole writes ``feat[field].agg(len)`` to get the length of every ``token_seq`` element and
+    ``feat[field].agg(np.concatenate)`` to join them; pandas 2 answered the first element-wise and
+    the second as a reduction. pandas 3 reduces both.
+    """
+    if callable(func):
+        try:
+            return self.apply(func, args=args, **kwargs)
+        except (ValueError, AttributeError, TypeError):
+            return func(self, *args, **kwargs)
+    return _pandas2_series_agg.original(self, func, axis, *args, **kwargs)
+
+
+def _with_pandas2_agg(method: Callable) -> Callable:
+    import pandas as pd
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        previous = pd.Series.agg
+        pd.Series.agg = _pandas2_series_agg
+        try:
+            return method(*args, **kwargs)
+        finally:
+            pd.Series.agg = previous
+
+    wrapper._recbole_faerec_compat = True
+    return wrapper
+
+
+def _patch_methods(targets: Dict[str, List[str]], decorator: Callable) -> None:
+    for class_path, names in targets.items():
+        module_name, class_name = class_path.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module_name), class_name)
+        for name in names:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_recbole_faerec_compat", False):
+                setattr(cls, name, decorator(method))
+
+
+def _fix_pandas_seq_agg() -> None:
+    import pandas as pd
+
+    if int(pd.__version__.split(".")[0]) < 3:
+        return
+    _pandas2_series_agg.original = pd.Series.agg
+    _patch_methods(
+        {
+            "recbole.data.dataset.dataset.Dataset": ["_normalize", "_discretization", "_remap"],
+            "recbole.data.dataset.sequential_dataset.SequentialDataset": ["_benchmark_presets"],
+            "recbole.data.dataset.kg_dataset.KnowledgeBasedDataset": ["_remap"],
+        },
+        _with_pandas2_agg,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# pandas 3: copy-on-write makes chained inplace fillna a no-op
+# --------------------------------------------------------------------------------------------
+def _fill_nan(self):
+    """Copy-on-write-safe :meth:`recbole.data.dataset.Dataset._fill_nan` (same filling rules).
+
+    ``token`` -> 0 (``[PAD]``), ``float`` -> the field's mean, ``*_seq`` -> an empty array.
+    """
+    import numpy as np
+
+    from recbole.utils import FeatureType
+
+    for feat_name in self.feat_name_list:
+        feat = getattr(self, feat_name)
+        for field in feat:
+            ftype = self.field2type[field]
+            if ftype == FeatureType.TOKEN:
+                feat[field] = feat[field].fillna(value=0)
+            elif ftype == FeatureType.FLOAT:
+                feat[field] = feat[field].fillna(value=feat[field].mean())
+            else:
+                dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                feat[field] = feat[field].apply(
+                    lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x
+                )
+
+
+_fill_nan._recbole_faerec_compat = True
+
+
+def _with_seq_fields_filled(method: Callable) -> Callable:
+    """Wrap ``Dataset._load_feat`` so empty ``*_seq`` cells are read as ``""``, not NaN.
+
+    RecBole then splits every cell with ``str.split``; its own ``fillna(inplace=True)`` on the
+    column no longer reaches the frame under copy-on-write.
+    """
+    import pandas as pd
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        read_csv = pd.read_csv
+
+        def read_csv_filling_seq(*a, **kw):
+            df = read_csv(*a, **kw)
+            for column in df.columns:
+                if str(column).rsplit(":", 1)[-1].endswith("seq"):
+                    df[column] = df[column].fillna("")
+            return df
+
+        pd.read_csv = read_csv_filling_seq
+        try:
+            with warnings.catch_warnings():
+                # RecBole's own (now redundant) chained fillna still runs and warns.
+                warnings.simplefilter("ignore", pd.errors.ChainedAssignmentError)
+                return method(*args, **kwargs)
+        finally:
+            pd.read_csv = read_csv
+
+    wrapper._recbole_faerec_compat = True
+    return wrapper
+
+
+def _fix_pandas_cow_fillna() -> None:
+    from recbole.data.dataset.dataset import Dataset
+
+    if not getattr(Dataset._fill_nan, "_recbole_faerec_compat", False):
+        Dataset._fill_nan = _fill_nan
+    _patch_methods({"recbole.data.dataset.dataset.Dataset": ["_load_feat"]}, _with_seq_fields_filled)
+
+
+# --------------------------------------------------------------------------------------------
+# torch >= 2.6: weights_only=True by default
+# --------------------------------------------------------------------------------------------
+def _make_torch_proxy(torch_module: types.ModuleType) -> types.ModuleType:
+    """A stand-in for ``torch`` inside RecBole's trainer whose ``load`` reads full pickles.
+
+    RecBole's checkpoints hold its ``Config`` object; they are files the trainer itself wrote. Only
+    RecBole's trainer sees this proxy; ``torch.load`` everywhere else keeps torch's safe default.
+    """
+
+    class _TorchForRecBoleCheckpoints(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(torch_module, name)
+
+        @staticmethod
+        def load(*args, **kwargs):
+            kwargs.setdefault("weights_only", False)
+            return torch_module.load(*args, **kwargs)
+
+    return _TorchForRecBoleCheckpoints("torch")
+
+
+def _fix_checkpoint_load() -> None:
+    import torch
+
+    trainer_module = importlib.import_module("recbole.trainer.trainer")
+    if isinstance(trainer_module.torch, types.ModuleType) and trainer_module.torch is torch:
+        trainer_module.torch = _make_torch_proxy(torch)
+
+
+# --------------------------------------------------------------------------------------------
+# RecBole#2191: Collector calls .cpu() on non-tensors
+# --------------------------------------------------------------------------------------------
+def _get_data_struct(self):
+    """:meth:`recbole.evaluator.collector.Collector.get_data_struct`, moving only tensors to CPU."""
+    import copy
+
+    import torch
+
+    for key, value in self.data_struct._data_dict.items():
+        if isinstance(value, torch.Tensor):
+            self.data_struct._data_dict[key] = value.cpu()
+    returned_struct = copy.deepcopy(self.data_struct)
+    for key in ["rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label"]:
+        if key in self.data_struct:
+            del self.data_struct[key]
+    return returned_struct
+
+
+_get_data_struct._recbole_faerec_compat = True
+
+
+def _fix_collector_cpu() -> None:
+    from recbole.evaluator.collector import Collector
+
+    Collector.get_data_struct = _get_data_struct
+
+
+# Order matters: numpy aliases first (RecBole modules read them at import).
+FIXES: Dict[str, Callable[[], None]] = {
+    "numpy_aliases": _fix_numpy_aliases,
+    "pkg_resources": _fix_pkg_resources,
+    "anomaly_mode": _fix_anomaly_mode,
+    "pandas_seq_agg": _fix_pandas_seq_agg,
+    "pandas_cow_fillna": _fix_pandas_cow_fillna,
+    "checkpoint_load": _fix_checkpoint_load,
+    "collector_cpu": _fix_collector_cpu,
+}
+
+
+def apply() -> List[str]:
+    """Apply every fix not listed in ``$RECBOLE_FAEREC_COMPAT_SKIP``; return the applied names."""
+    skipped = _skipped()
+    unknown = skipped - set(FIXES)
+    if unknown:
+        raise ValueError(
+            f"{SKIP_ENV} names unknown fixes {sorted(unknown)}; known: {sorted(FIXES)}"
+        )
+    for name, fix in FIXES.items():
+        if name in skipped or name in _applied:
+            continue
+        fix()
+        _applied.append(name)
+    return list(_applied)
+
+
+def applied() -> List[str]:
+    """Names of the fixes applied in this process."""
+    return list(_applied)

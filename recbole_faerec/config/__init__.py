@@ -1,0 +1,3 @@
+from recbole_faerec.config.configurator import Config
+
+__all__ = ["Config"]

@@ -1,0 +1,75 @@
+"""RecBole's :class:`~recbole.config.Config`, aware of the plugin's models and YAML defaults.
+
+Priority, lowest first (RecBole's own rule, with the plugin's ``props/`` slotted in as defaults):
+
+1. RecBole's internal defaults (``overall.yaml``, the model's YAML, the dataset's YAML, its
+   quick-start YAML for the model type);
+2. the plugin's ``props/overall.yaml``, ``props/model/<model>.yaml``, ``props/dataset/<dataset>.yaml``
+   (a plugin model may name RecBole models whose YAML it builds on in ``recbole_config_models``);
+3. the user's ``config_file_list``, then ``config_dict``, then ``--key=value`` on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+
+import recbole
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
+
+from recbole_faerec.utils.utils import PROPS_DIR, get_model
+
+RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.abspath(recbole.__file__)), "properties")
+
+
+class Config(RecBoleConfig):
+    """:class:`recbole.config.Config` with plugin model lookup and ``props/`` defaults.
+
+    Also: a sequential model trained with ``loss_type: CE`` gets ``train_neg_sample_args: None``
+    unless the user sets negatives explicitly (RecBole 1.2.1's default samples one negative and then
+    rejects it for CE, so ``--model=SASRec`` would fail out of the box).
+    """
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise KeyError(
+                    "model needs to be given: as an argument, in a config file, config dict or "
+                    "on the command line (--model=SASRec)"
+                )
+        if isinstance(model, str):
+            model = get_model(model)
+        return super()._get_model_and_dataset(model, dataset)
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        if not os.path.isdir(PROPS_DIR):
+            raise FileNotFoundError(
+                f"recbole_faerec's YAML defaults are missing ({PROPS_DIR}); install the plugin from "
+                "its source checkout with 'pip install -e .'"
+            )
+        super()._load_internal_config_dict(model, model_class, dataset)
+        files = []
+        for base in getattr(model_class, "recbole_config_models", ()):
+            files.append(os.path.join(RECBOLE_PROPERTIES, "model", f"{base}.yaml"))
+        files.append(os.path.join(PROPS_DIR, "overall.yaml"))
+        files.append(os.path.join(PROPS_DIR, "model", f"{model}.yaml"))
+        dataset_file = os.path.join(PROPS_DIR, "dataset", f"{dataset}.yaml")
+        files.append(dataset_file)
+        for file in files:
+            if os.path.isfile(file):
+                loaded = self._update_internal_config_dict(file) or {}
+                if file == dataset_file:
+                    self.parameters["Dataset"] += [
+                        k for k in loaded if k not in self.parameters["Dataset"]
+                    ]
+
+    def _set_default_parameters(self):
+        if (
+            self.final_config_dict.get("MODEL_TYPE") == ModelType.SEQUENTIAL
+            and self.final_config_dict.get("loss_type") == "CE"
+            and not hasattr(self.model_class, "input_type")
+            and "train_neg_sample_args" not in self.external_config_dict
+        ):
+            self.final_config_dict["train_neg_sample_args"] = None
+        super()._set_default_parameters()

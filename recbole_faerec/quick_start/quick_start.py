@@ -1,0 +1,125 @@
+"""Train and evaluate one model: :func:`recbole.quick_start.run_recbole`, with plugin models.
+
+The steps are RecBole's own (``Config`` -> ``create_dataset`` -> ``data_preparation`` -> model ->
+trainer ``fit``/``evaluate``); what differs is the model lookup (plugin first), the plugin's YAML
+defaults, checks of the atomic files before RecBole reads them, and no import of ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from logging import getLogger
+from typing import Any, Dict, List, Optional, Union
+
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_environment, init_logger, init_seed, set_color
+
+from recbole_faerec.config import Config
+from recbole_faerec.data.atomic import check_atomic_files
+from recbole_faerec.utils import get_model, get_trainer
+
+
+def build_config(
+    model: Union[str, type],
+    dataset: str,
+    config_file_list: Optional[List[str]] = None,
+    config_dict: Optional[Dict[str, Any]] = None,
+) -> Config:
+    """The :class:`~recbole_faerec.config.Config` for ``model`` on ``dataset``."""
+    return Config(model=model, dataset=dataset, config_file_list=config_file_list,
+                  config_dict=config_dict)
+
+
+def load_dataset(config: Config, logger: Optional[logging.Logger] = None):
+    """Check the atomic files, then build RecBole's dataset and its train/valid/test loaders."""
+    check_atomic_files(config)
+    dataset = create_dataset(config)
+    if logger is not None:
+        logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    return dataset, train_data, valid_data, test_data
+
+
+def run_recbole_faerec(
+    model: Union[str, type, None] = None,
+    dataset: Optional[str] = None,
+    config_file_list: Optional[List[str]] = None,
+    config_dict: Optional[Dict[str, Any]] = None,
+    saved: bool = True,
+    queue=None,
+) -> Dict[str, Any]:
+    """Train ``model`` on ``dataset`` and evaluate it, like :func:`recbole.quick_start.run_recbole`.
+
+    Args:
+        model: a plugin model name (e.g. ``FAERec_SASRec``), a RecBole model name (``SASRec``) or a
+            model class.
+        dataset: a dataset name; ``ml-100k`` is the copy inside the RecBole wheel, others are read
+            from ``data_path/<dataset>/``.
+        config_file_list: YAML files, applied in order on top of the plugin's ``props/``.
+        config_dict: parameters on top of the files (the command line's ``--key=value`` wins).
+        saved: save the best checkpoint and reload it for the test.
+        queue: a multiprocessing queue to put the result in (used by distributed runs).
+
+    Returns:
+        ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, and
+        ``model_file`` (the checkpoint path, when ``saved``).
+    """
+    config = build_config(model, dataset, config_file_list, config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    logger = getLogger()
+    handlers_before = list(logger.handlers)
+    init_logger(config)
+    logger.info(sys.argv)
+    logger.info(config)
+
+    _, train_data, valid_data, test_data = load_dataset(config, logger)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model_obj)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"]
+    )
+
+    best_valid_result = _plain(best_valid_result)
+    test_result = _plain(test_result)
+    environment_tb = get_environment(config)
+    logger.info("The running environment of this training is as follows:\n" + environment_tb.draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+
+    result = {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "model_file": trainer.saved_model_file if saved else None,
+    }
+    if not config["single_spec"]:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    if config["local_rank"] == 0 and queue is not None:
+        queue.put(result)
+    _remove_handlers(logger, keep=handlers_before)
+    return result
+
+
+def _plain(result) -> Dict[str, float]:
+    """RecBole's ``OrderedDict`` of ``np.float64`` as a plain ``{metric: float}``."""
+    return {key: float(value) for key, value in (result or {}).items()}
+
+
+def _remove_handlers(logger: logging.Logger, keep: List[logging.Handler]) -> None:
+    """Remove the handlers ``init_logger`` added, so a second run in this process logs to its own
+    file (``logging.basicConfig`` does nothing while the root logger has handlers)."""
+    for handler in list(logger.handlers):
+        if handler not in keep:
+            handler.close()
+            logger.removeHandler(handler)

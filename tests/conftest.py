@@ -1,0 +1,54 @@
+"""Shared fixtures: real datasets from ../shared/datasets, converted once per test session."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+PYTHON = sys.executable
+
+# Tiny settings for real but short runs (CPU, 2 cores): see README "Tests".
+TINY_SASREC = {
+    "MAX_ITEM_LIST_LENGTH": 5,
+    "hidden_size": 8,
+    "inner_size": 16,
+    "n_layers": 1,
+    "n_heads": 1,
+    "epochs": 1,
+    "show_progress": False,
+}
+
+
+def run_py(args, cwd=None, env=None, timeout=600):
+    """Run ``python ARGS`` and return the CompletedProcess (stdout and stderr as text)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("PYTHONPATH", str(REPO))
+    return subprocess.run([PYTHON, *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (expected ../shared/datasets beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A RecBole data_path that tests fill with converted real datasets."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def amazon_beauty(data_root) -> Path:
+    """amazon-beauty converted by dataset_scripts/prepare_dataset.py; returns the data_path."""
+    source = _require(SHARED_DATASETS / "amazon-beauty")
+    if not (data_root / "amazon-beauty" / "amazon-beauty.inter").exists():
+        proc = run_py([REPO / "dataset_scripts" / "prepare_dataset.py", "--dataset", "amazon-beauty",
+                       "--source", source, "--data_path", data_root])
+        assert proc.returncode == 0, proc.stderr
+    return data_root
