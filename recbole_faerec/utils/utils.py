@@ -26,6 +26,16 @@ _RECBOLE_SUBMODULES = [
 ]
 
 
+def config_get(config, key: str, default=None):
+    """``config[key]``, or ``default`` when it is missing or None: for RecBole ``Config`` objects
+    (which answer None for unknown keys) and plain dicts alike."""
+    try:
+        value = config[key]
+    except KeyError:
+        return default
+    return default if value is None else value
+
+
 class ModelNotFoundError(ValueError):
     """Raised for a model name that neither the plugin nor RecBole knows."""
 
