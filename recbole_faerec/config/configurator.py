@@ -5,7 +5,8 @@ Priority, lowest first (RecBole's own rule, with the plugin's ``props/`` slotted
 1. RecBole's internal defaults (``overall.yaml``, the model's YAML, the dataset's YAML, its
    quick-start YAML for the model type);
 2. the plugin's ``props/overall.yaml``, ``props/model/<model>.yaml``, ``props/dataset/<dataset>.yaml``
-   (a plugin model may name RecBole models whose YAML it builds on in ``recbole_config_models``);
+   (a plugin model may name RecBole models whose YAML it builds on in ``recbole_config_models``,
+   and plugin YAMLs it shares with its family in ``plugin_config_models``, e.g. ``FAERec``);
 3. the user's ``config_file_list``, then ``config_dict``, then ``--key=value`` on the command line.
 """
 
@@ -15,7 +16,7 @@ import os
 
 import recbole
 from recbole.config import Config as RecBoleConfig
-from recbole.utils import ModelType
+from recbole.utils import InputType, ModelType
 
 from recbole_faerec.utils.utils import PROPS_DIR, get_model
 
@@ -53,6 +54,8 @@ class Config(RecBoleConfig):
         for base in getattr(model_class, "recbole_config_models", ()):
             files.append(os.path.join(RECBOLE_PROPERTIES, "model", f"{base}.yaml"))
         files.append(os.path.join(PROPS_DIR, "overall.yaml"))
+        for base in getattr(model_class, "plugin_config_models", ()):
+            files.append(os.path.join(PROPS_DIR, "model", f"{base}.yaml"))
         files.append(os.path.join(PROPS_DIR, "model", f"{model}.yaml"))
         dataset_file = os.path.join(PROPS_DIR, "dataset", f"{dataset}.yaml")
         files.append(dataset_file)
@@ -65,6 +68,9 @@ class Config(RecBoleConfig):
                     ]
 
     def _set_default_parameters(self):
+        if self.final_config_dict.get("loss_type") == "BCE" and not hasattr(self.model_class, "input_type"):
+            # The paper's BCE with one sampled negative (plugin models): pairwise input, as BPR.
+            self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.PAIRWISE
         if (
             self.final_config_dict.get("MODEL_TYPE") == ModelType.SEQUENTIAL
             and self.final_config_dict.get("loss_type") == "CE"

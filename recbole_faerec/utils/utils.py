@@ -117,7 +117,11 @@ def get_model(model_name: str) -> type:
 
 
 def get_trainer(model_type, model_name: str) -> type:
-    """The plugin's ``<model_name>Trainer`` if it defines one, else RecBole's choice."""
+    """The model's own ``trainer_class``, or the plugin's ``<model_name>Trainer``, else RecBole's
+    choice (``<model_name>Trainer`` in RecBole, else its ``Trainer``)."""
+    registry = _plugin_registry()
+    if model_name in registry and getattr(registry[model_name], "trainer_class", None):
+        return registry[model_name].trainer_class
     try:
         return getattr(importlib.import_module("recbole_faerec.trainer"), model_name + "Trainer")
     except (ImportError, AttributeError):

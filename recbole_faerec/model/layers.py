@@ -1,0 +1,154 @@
+"""FAERec's item-side layers (paper §4.1): LLM projector, dimension-wise gate, fused item table.
+
+:class:`FusedItemEmbedding` replaces a RecBole backbone's ``item_embedding`` (an ``nn.Embedding``)
+and answers both ways the backbones use it: called with ids (a lookup) and read as ``.weight``
+(the whole item table, for CE training and full-sort prediction). So the backbone's own
+``forward``/``calculate_loss``/``predict``/``full_sort_predict`` run unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FUSIONS = ("gate", "mean", "id")
+
+
+class LLMProjector(nn.Module):
+    r"""Eq. (2): :math:`p_i = W_b\,\mathrm{Drop}(\mathrm{GELU}(W_a l_i + c_a)) + c_b`, a 2-layer MLP from
+    the frozen LLM embedding (e.g. 1536-d) to the item embedding size."""
+
+    def __init__(self, llm_dim: int, out_dim: int, hidden: Optional[int] = None, dropout: float = 0.3):
+        super().__init__()
+        hidden = hidden or max(out_dim, llm_dim // 2)
+        self.net = nn.Sequential(nn.Linear(llm_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, out_dim))
+
+    def forward(self, llm: torch.Tensor) -> torch.Tensor:
+        return self.net(llm)
+
+
+class DimensionGate(nn.Module):
+    r"""Eq. (3): :math:`g_i = \sigma(W_2\,\mathrm{Drop}(\mathrm{GELU}(W_1 [e_i; p_i] + b_1)) + b_2)`, one
+    weight in (0, 1) per dimension; :math:`b_2` starts at zero (g = 0.5 before training)."""
+
+    def __init__(self, dim: int, dropout: float = 0.1):
+        super().__init__()
+        self.fc1 = nn.Linear(2 * dim, 2 * dim)
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(2 * dim, dim)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, e: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc2(self.drop(F.gelu(self.fc1(torch.cat([e, p], dim=-1))))))
+
+
+def fuse(e: torch.Tensor, p: torch.Tensor, how: str, gate: Optional[DimensionGate]) -> torch.Tensor:
+    r"""Eq. (4) :math:`f_i = g_i \odot e_i + (1 - g_i) \odot p_i` (``gate``); the paper's inference
+    fusion :math:`(e_i + p_i)/2` (``mean``); or the ID embedding alone (``id``)."""
+    if how == "gate":
+        g = gate(e, p)
+        return g * e + (1 - g) * p
+    if how == "mean":
+        return 0.5 * (e + p)
+    if how == "id":
+        return e
+    raise ValueError(f"unknown fusion '{how}', expected one of {FUSIONS}")
+
+
+class FusedItemEmbedding(nn.Module):
+    """The item table a FAERec backbone sees: ID embeddings fused with projected LLM embeddings.
+
+    * Called with a 2-D index (a sequence, ``[B, L]``): the input fusion (``input_fusion``, the
+      gate of eq. 3-4 by default).
+    * Called with a 1-D index (scored items: BPR/BCE positives and negatives, ``predict``) or read as
+      ``.weight`` (CE training, full-sort prediction): the output fusion, ``train_fusion`` while
+      training (``gate``: the item representation of eq. 13) and ``eval_fusion`` in evaluation
+      (``mean``: the paper's equal-weight inference fusion).
+
+    The frozen LLM table is a non-persistent buffer (never written into checkpoints). Rows of the ID
+    table beyond the LLM table (e.g. BERT4Rec's mask token) use the ID embedding alone. In
+    evaluation mode the fused tables are computed once and cached until the next ``train()``/
+    ``eval()`` switch or weight load, so full-sort prediction does not refuse them per batch.
+    """
+
+    def __init__(self, id_embedding: nn.Embedding, llm_table: torch.Tensor, projector: LLMProjector,
+                 gate: Optional[DimensionGate], input_fusion: str = "gate", train_fusion: str = "gate",
+                 eval_fusion: str = "mean"):
+        super().__init__()
+        for name, how in [("input", input_fusion), ("train", train_fusion), ("eval", eval_fusion)]:
+            if how not in FUSIONS or (how == "gate" and gate is None):
+                raise ValueError(f"{name} fusion '{how}' is not available (gate: {gate is not None})")
+        self.id_embedding = id_embedding
+        self.projector = projector
+        self.gate = gate
+        self.register_buffer("llm_table", llm_table.float(), persistent=False)
+        self.input_fusion, self.train_fusion, self.eval_fusion = input_fusion, train_fusion, eval_fusion
+        self.n_llm = llm_table.shape[0]
+        self.embedding_dim = id_embedding.embedding_dim
+        self.num_embeddings = id_embedding.num_embeddings
+        self.padding_idx = id_embedding.padding_idx
+        self._cache: Dict[str, torch.Tensor] = {}
+
+    # ---- the two views of an item -------------------------------------------------------------
+    def id_view(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.id_embedding(ids)
+
+    def llm_view(self, ids: torch.Tensor) -> torch.Tensor:
+        """Projected LLM embeddings :math:`P(L[ids])`; ids outside the LLM table get zeros."""
+        inside = ids < self.n_llm
+        out = self.projector(self.llm_table[ids.clamp(max=self.n_llm - 1)])
+        return torch.where(inside.unsqueeze(-1), out, torch.zeros_like(out))
+
+    def _fused(self, ids: torch.Tensor, how: str) -> torch.Tensor:
+        e = self.id_view(ids)
+        if how == "id":
+            return e
+        fused = fuse(e, self.llm_view(ids), how, self.gate)
+        extra = ids >= self.n_llm
+        if extra.any():
+            fused = torch.where(extra.unsqueeze(-1), e, fused)
+        if self.padding_idx is not None:
+            fused = fused.masked_fill((ids == self.padding_idx).unsqueeze(-1), 0.0)
+        return fused
+
+    def _table(self, how: str) -> torch.Tensor:
+        ids = torch.arange(self.num_embeddings, device=self.llm_table.device)
+        if self.training:
+            return self._fused(ids, how)
+        if how not in self._cache:
+            with torch.no_grad():
+                self._cache[how] = self._fused(ids, how)
+        return self._cache[how]
+
+    # ---- what the backbone calls --------------------------------------------------------------
+    @property
+    def output_fusion(self) -> str:
+        return self.train_fusion if self.training else self.eval_fusion
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._table(self.output_fusion)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        how = self.input_fusion if ids.dim() >= 2 else self.output_fusion
+        if not self.training:
+            return self._table(how)[ids]
+        # Fuse each distinct item once (the projector and gate cost more than a lookup).
+        unique, inverse = torch.unique(ids, return_inverse=True)
+        return self._fused(unique, how)[inverse]
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._cache.clear()
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return (f"items={self.num_embeddings}, dim={self.embedding_dim}, llm_dim={self.llm_table.shape[1]}, "
+                f"input={self.input_fusion}, train={self.train_fusion}, eval={self.eval_fusion}")

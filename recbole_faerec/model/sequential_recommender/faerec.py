@@ -1,0 +1,256 @@
+r"""FAERec (SIGIR 2026) on top of RecBole's sequential backbones: ``FAERec_<Backbone>``.
+
+Each ``FAERec_<Backbone>`` subclasses the RecBole backbone and only swaps its item table: after the
+backbone's own ``__init__``, ``self.item_embedding`` (an ``nn.Embedding``) becomes a
+:class:`~recbole_faerec.model.layers.FusedItemEmbedding` over
+
+* the backbone's ID table, initialised by PCA of the LLM table (§4.1),
+* the frozen LLM table (cached item embeddings, :mod:`recbole_faerec.embeddings`) through the
+  2-layer projector of eq. (2),
+* the dimension-wise gate of eq. (3)-(4).
+
+The backbone's ``forward``, ``calculate_loss``, ``predict`` and ``full_sort_predict`` then run
+unchanged. :meth:`FAERecMixin.calculate_loss` adds the dual-level alignment: eq. (5) item level,
+eq. (6)-(10) feature level per popularity group, weighted by the cosine curriculum of eq. (11):
+:math:`L = L_{rec} + \alpha (w_{item} L_{item} + w_{feat} L_{feat})` (eq. 12-14). Inference scores
+items with the equal-weight fusion :math:`(e_i + p_i)/2` (§4.3).
+
+A new backbone costs one line: ``FAERec_X = faerec_model(X)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+from recbole.model.sequential_recommender import (
+    BERT4Rec,
+    CORE,
+    GCSAN,
+    GRU4Rec,
+    NARM,
+    SRGNN,
+    STAMP,
+    Caser,
+    FEARec,
+    LightSANs,
+    NextItNet,
+    SASRec,
+)
+
+from recbole_faerec.embeddings import ensure_item_embeddings
+from recbole_faerec.embeddings.store import EmbeddingFileError
+from recbole_faerec.model.curriculum import CosineCurriculum
+from recbole_faerec.model.layers import DimensionGate, FusedItemEmbedding, LLMProjector
+from recbole_faerec.model.loss import (
+    BCEOneNegativeLoss,
+    feature_alignment_loss,
+    item_alignment_loss,
+)
+from recbole_faerec.model.popularity import PopularityGrouper, train_popularity
+from recbole_faerec.utils.utils import config_get
+
+QUIRKS = ("train_id_scores", "align_duplicates", "pca_with_padding")
+
+
+def pca_init_(weight: torch.Tensor, llm: np.ndarray, seed: int, with_padding: bool = False) -> int:
+    """Overwrite the ID rows of real items (1..n-1) with PCA scores of their LLM embeddings (§4.1).
+
+    scikit-learn PCA, centred, no whitening or rescaling. ``with_padding`` reproduces the authors'
+    fit that includes two all-zero rows (reference notes §2). Returns the number of components set
+    (at most the LLM dimension and the item count); further columns keep the backbone's init.
+    """
+    from sklearn.decomposition import PCA
+
+    n, d = llm.shape[0], weight.shape[1]
+    real = llm[1:]
+    k = min(d, real.shape[1], real.shape[0] - 1)
+    if k < 1:
+        return 0
+    fit_on = np.vstack([np.zeros((1, real.shape[1])), real, np.zeros((1, real.shape[1]))]) \
+        if with_padding else real
+    pca = PCA(n_components=k, random_state=seed).fit(fit_on)
+    scores = torch.as_tensor(pca.transform(real), dtype=weight.dtype)
+    with torch.no_grad():
+        weight[1:n, :k] = scores
+    return k
+
+
+def _fingerprint(table: torch.Tensor) -> torch.Tensor:
+    t = table.double()
+    return torch.stack([torch.tensor(float(t.shape[0]), dtype=torch.float64),
+                        torch.tensor(float(t.shape[1]), dtype=torch.float64), t.sum(), t.pow(2).sum()])
+
+
+class FAERecMixin:
+    """What FAERec adds to any RecBole sequential backbone; see the module docstring.
+
+    Config keys (defaults in ``props/model/FAERec.yaml``): ``align_weight`` (alpha, eq. 14),
+    ``item_tau`` (tau, eq. 5), ``bt_lambda`` (lambda, eq. 9), ``w_min``/``w_max``/``period``
+    (eq. 11), ablations ``use_gate``, ``item_align``, ``feature_align``, ``curriculum``,
+    ``pop_group``, ``pca_init``; ``inference_fusion`` (``mean`` as in the paper, or ``gate``);
+    ``loss_type`` ``CE``/``BPR`` (RecBole's) or ``BCE`` (the paper's, one sampled negative);
+    ``reference_quirks`` (a list from :data:`QUIRKS`) to reproduce the authors' code where it
+    differs from the paper.
+    """
+
+    #: RecBole model YAMLs this model builds on, then the plugin's FAERec YAML (see Config)
+    plugin_config_models = ("FAERec",)
+
+    def __init__(self, config, dataset):
+        loss_type = config["loss_type"]
+        if loss_type == "BCE":  # the backbone knows BPR; its BPR branch computes BCE with our loss_fct
+            config["loss_type"] = "BPR"
+            try:
+                super().__init__(config, dataset)
+            finally:
+                config["loss_type"] = "BCE"
+            self.loss_fct = BCEOneNegativeLoss()
+        else:
+            super().__init__(config, dataset)
+        self.faerec_loss_type = loss_type
+        logger = logging.getLogger()
+
+        quirks = list(config_get(config, "reference_quirks", []))
+        unknown = set(quirks) - set(QUIRKS)
+        if unknown:
+            raise ValueError(f"reference_quirks: unknown {sorted(unknown)}; known: {QUIRKS}")
+        self.quirks = set(quirks)
+
+        id_embedding = self.item_embedding
+        if not isinstance(id_embedding, torch.nn.Embedding):
+            raise TypeError(f"{type(self).__name__}: the backbone's item_embedding is not an nn.Embedding")
+        dim = id_embedding.embedding_dim
+        llm = ensure_item_embeddings(dataset, config, logger)
+        if config_get(config, "pca_init", True):
+            k = pca_init_(id_embedding.weight.data, llm, config["seed"],
+                          with_padding="pca_with_padding" in self.quirks)
+            logger.info(f"FAERec: ID embeddings initialised by PCA-{k} of the LLM table {llm.shape}")
+        llm_table = torch.as_tensor(llm)
+
+        use_gate = config_get(config, "use_gate", True)
+        projector = LLMProjector(llm_table.shape[1], dim, config_get(config, "projector_hidden"),
+                                 config_get(config, "projector_dropout", 0.3))
+        gate = DimensionGate(dim, config_get(config, "gate_dropout", 0.1)) if use_gate else None
+        input_fusion = "gate" if use_gate else "mean"
+        train_fusion = "id" if "train_id_scores" in self.quirks else input_fusion
+        eval_fusion = config_get(config, "inference_fusion", "mean")
+        if eval_fusion == "gate" and not use_gate:
+            raise ValueError("inference_fusion 'gate' needs use_gate: True")
+        self.item_embedding = FusedItemEmbedding(id_embedding, llm_table, projector, gate,
+                                                 input_fusion, train_fusion, eval_fusion)
+        self.register_buffer("llm_fingerprint", _fingerprint(llm_table))
+
+        self.align_weight = float(config_get(config, "align_weight", 0.2))
+        self.item_tau = float(config_get(config, "item_tau", 0.05))
+        self.bt_lambda = float(config_get(config, "bt_lambda", 0.005))
+        self.item_align = bool(config_get(config, "item_align", True))
+        self.feature_align = bool(config_get(config, "feature_align", True))
+        self.pop_group = bool(config_get(config, "pop_group", True))
+        self.align_max_items = int(config_get(config, "align_max_items", 4096))
+        self.curriculum = CosineCurriculum(
+            w_min=float(config_get(config, "w_min", 0.9)), w_max=float(config_get(config, "w_max", 1.0)),
+            period=float(config_get(config, "period", 30)),
+            enabled=bool(config_get(config, "curriculum", True)),
+            fixed=float(config_get(config, "curriculum_fixed_item_weight", 0.5)))
+        self.grouper = PopularityGrouper(train_popularity(dataset))
+        self.current_epoch = 0
+
+    # ---- training ---------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Called by :class:`~recbole_faerec.trainer.FAERecTrainer` before each training epoch."""
+        self.current_epoch = int(epoch)
+
+    def alignment_items(self, interaction) -> torch.Tensor:
+        """The batch's items for alignment: sequence items, targets and sampled negatives.
+
+        Distinct items by default (the paper's "batch of items"); with the ``align_duplicates``
+        quirk every occurrence, as the authors' code does. At most ``align_max_items`` (a random
+        subset), which bounds the N x N similarity matrix of eq. (5).
+        """
+        parts = [interaction[self.ITEM_SEQ].flatten(), interaction[self.POS_ITEM_ID].flatten()]
+        if self.NEG_ITEM_ID in interaction.interaction:
+            parts.append(interaction[self.NEG_ITEM_ID].flatten())
+        items = torch.cat(parts)
+        items = items[(items > 0) & (items < self.item_embedding.n_llm)]
+        if "align_duplicates" not in self.quirks:
+            items = torch.unique(items)
+        if items.numel() > self.align_max_items:
+            items = items[torch.randperm(items.numel(), device=items.device)[: self.align_max_items]]
+        return items
+
+    def alignment_losses(self, items: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Weighted item- and feature-level losses (eq. 5, 10, 11) for ``items``."""
+        w_item, w_feat = self.curriculum.weights(self.current_epoch)
+        fused = self.item_embedding
+        e = fused.id_view(items)
+        out = {}
+        if self.item_align and w_item > 0:
+            dup_ids = items if "align_duplicates" in self.quirks else None
+            out["item"] = w_item * item_alignment_loss(e, fused.llm_view(items), self.item_tau, dup_ids)
+        if self.feature_align and w_feat > 0:
+            # A fresh projector pass (its own dropout mask), as in the authors' code.
+            groups = self.grouper.split(items) if self.pop_group else (
+                torch.arange(items.numel(), device=items.device),)
+            out["feature"] = w_feat * feature_alignment_loss(e, fused.llm_view(items), groups,
+                                                             self.bt_lambda)
+        return out
+
+    def calculate_loss(self, interaction):
+        """Eq. (14): the backbone's recommendation loss + alpha * alignment (eq. 12).
+
+        Returns ``(rec_loss, alignment_loss)`` so RecBole's trainer logs both.
+        """
+        rec_loss = super().calculate_loss(interaction)
+        losses = self.alignment_losses(self.alignment_items(interaction))
+        if not losses or self.align_weight == 0:
+            return rec_loss
+        return rec_loss, self.align_weight * sum(losses.values())
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
+        """Refuse a checkpoint trained with other item embeddings than the cached ones."""
+        saved = state_dict.get("llm_fingerprint")
+        if saved is not None and not torch.allclose(saved.double().cpu(),
+                                                    self.llm_fingerprint.double().cpu(), rtol=1e-6):
+            n, d = int(saved[0]), int(saved[1])
+            raise EmbeddingFileError(
+                f"{type(self).__name__}: this checkpoint was trained with other item LLM embeddings "
+                f"({n} x {d}, checksum {float(saved[2]):.6g}) than the cached ones "
+                f"({int(self.llm_fingerprint[0])} x {int(self.llm_fingerprint[1])}, checksum "
+                f"{float(self.llm_fingerprint[2]):.6g}); restore the embeddings it was trained with"
+            )
+        return super().load_state_dict(state_dict, strict=strict, **kwargs)
+
+
+def faerec_model(backbone: type) -> type:
+    """``FAERec_<Backbone>``: ``backbone`` with FAERec's fused item table and alignment losses."""
+    from recbole_faerec.trainer import FAERecTrainer
+
+    name = f"FAERec_{backbone.__name__}"
+    cls = type(name, (FAERecMixin, backbone), {
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": f"FAERec on RecBole's {backbone.__name__} (see :class:`FAERecMixin`).",
+        "recbole_config_models": (backbone.__name__,),
+        "trainer_class": FAERecTrainer,
+    })
+    return cls
+
+
+FAERec_SASRec = faerec_model(SASRec)
+FAERec_GRU4Rec = faerec_model(GRU4Rec)
+FAERec_NARM = faerec_model(NARM)
+FAERec_LightSANs = faerec_model(LightSANs)
+FAERec_BERT4Rec = faerec_model(BERT4Rec)
+FAERec_Caser = faerec_model(Caser)
+FAERec_NextItNet = faerec_model(NextItNet)
+FAERec_STAMP = faerec_model(STAMP)
+FAERec_CORE = faerec_model(CORE)
+FAERec_FEARec = faerec_model(FEARec)
+FAERec_SRGNN = faerec_model(SRGNN)
+FAERec_GCSAN = faerec_model(GCSAN)
+
+__all__ = [name for name in dir() if name.startswith("FAERec_")]

@@ -1,0 +1,3 @@
+from recbole_faerec.trainer.trainer import FAERecTrainer
+
+__all__ = ["FAERecTrainer"]

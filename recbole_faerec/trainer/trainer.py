@@ -1,0 +1,17 @@
+"""RecBole's :class:`~recbole.trainer.Trainer`, telling the model which epoch it trains.
+
+FAERec's curriculum (eq. 11) depends on the training epoch; RecBole's ``calculate_loss`` is not
+told it. :class:`FAERecTrainer` calls ``model.set_epoch(epoch)`` before each training epoch and
+otherwise leaves RecBole's training loop as it is.
+"""
+
+from recbole.trainer import Trainer
+
+
+class FAERecTrainer(Trainer):
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        set_epoch = getattr(self.model, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch_idx)
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func,
+                                    show_progress=show_progress)

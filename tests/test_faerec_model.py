@@ -1,0 +1,238 @@
+"""FAERec_<Backbone> as RecBole models on real data (ml-100k, amazon-beauty)."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_SASREC
+
+TINY = {**TINY_SASREC, "embedding_size": 8, "state": "WARNING", "llm_emb_provider": "tfidf",
+        "llm_emb_dimensions": 32, "train_batch_size": 1024}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("emb-cache")
+    old = os.environ.get("RECBOLE_FAEREC_CACHE")
+    os.environ["RECBOLE_FAEREC_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("RECBOLE_FAEREC_CACHE")
+    else:
+        os.environ["RECBOLE_FAEREC_CACHE"] = old
+
+
+def build(model="FAERec_SASRec", dataset="ml-100k", **extra):
+    from recbole.utils import init_seed
+
+    from recbole_faerec.quick_start import build_config, load_dataset
+    from recbole_faerec.utils import get_model
+
+    config = build_config(model, dataset, config_dict={**TINY, **extra})
+    init_seed(config["seed"], config["reproducibility"])
+    _, train, valid, test = load_dataset(config)
+    init_seed(config["seed"], config["reproducibility"])
+    return config, get_model(model)(config, train._dataset), train, valid, test
+
+
+@pytest.fixture(scope="module")
+def sasrec(cache):
+    return build()
+
+
+def first_batch(loader):
+    return next(iter(loader))
+
+
+def test_wrapping_keeps_the_backbone(sasrec):
+    from recbole.model.sequential_recommender import SASRec
+
+    from recbole_faerec.model.layers import FusedItemEmbedding
+
+    config, model, *_ = sasrec
+    assert isinstance(model, SASRec) and isinstance(model.item_embedding, FusedItemEmbedding)
+    assert config["align_weight"] == 0.2 and config["item_tau"] == 0.05 and config["n_heads"] == 1
+    # the frozen LLM table is in the model but not in its checkpoints
+    assert "item_embedding.llm_table" not in model.state_dict()
+    assert not model.item_embedding.llm_table.requires_grad
+    assert "llm_fingerprint" in model.state_dict()
+
+
+def test_gradients_reach_gate_projector_and_id_table(sasrec):
+    _, model, train, *_ = sasrec
+    model.train()
+    model.set_epoch(15)  # both alignment terms active (w_item = 0.9, w_feat = 0.1)
+    model.zero_grad()
+    rec, align = model.calculate_loss(first_batch(train))
+    (rec + align).backward()
+    fused = model.item_embedding
+    for name, module in [("gate", fused.gate), ("projector", fused.projector), ("ids", fused.id_embedding)]:
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None and g.abs().sum() > 0 for g in grads), name
+
+
+def alignment(model, items, epoch=15):
+    model.eval()  # no dropout: the same items give the same losses
+    model.set_epoch(epoch)
+    with torch.no_grad():
+        return {k: float(v) for k, v in model.alignment_losses(items).items()}
+
+
+def test_each_ablation_removes_exactly_its_term(sasrec, cache):
+    _, full_model, train, *_ = sasrec
+    items = full_model.alignment_items(first_batch(train))
+    full = alignment(full_model, items)
+    assert set(full) == {"item", "feature"} and full["item"] > 0 and full["feature"] > 0
+
+    def variant(**flag):
+        model = build(**flag)[1]
+        model.load_state_dict(full_model.state_dict(), strict=False)
+        return model
+
+    no_item = alignment(variant(item_align=False), items)
+    assert set(no_item) == {"feature"} and no_item["feature"] == pytest.approx(full["feature"], rel=1e-5)
+    no_feat = alignment(variant(feature_align=False), items)
+    assert set(no_feat) == {"item"} and no_feat["item"] == pytest.approx(full["item"], rel=1e-5)
+
+    fixed = variant(curriculum=False)
+    got = alignment(fixed, items)
+    assert got["item"] == pytest.approx(full["item"] / 0.9 * 0.5, rel=1e-5)
+    assert got["feature"] == pytest.approx(full["feature"] / 0.1 * 0.5, rel=1e-4)
+
+    one_group = alignment(variant(pop_group=False), items)
+    from recbole_faerec.model.loss import barlow_twins_loss
+
+    fused = full_model.item_embedding
+    with torch.no_grad():
+        expected = 0.1 * barlow_twins_loss(fused.id_view(items), fused.llm_view(items)).item()
+    assert one_group["item"] == pytest.approx(full["item"], rel=1e-5)
+    assert one_group["feature"] == pytest.approx(expected, rel=1e-4) != pytest.approx(full["feature"])
+
+    no_gate = build(use_gate=False)[1]
+    assert no_gate.item_embedding.gate is None and no_gate.item_embedding.input_fusion == "mean"
+
+    # at epoch 0 the curriculum gives w_feat = 0: no feature term is computed at all
+    assert set(alignment(full_model, items, epoch=0)) == {"item"}
+
+
+def test_alignment_items_are_distinct_batch_items(sasrec):
+    _, model, train, *_ = sasrec
+    batch = first_batch(train)
+    items = model.alignment_items(batch)
+    expected = torch.unique(torch.cat([batch["item_id_list"].flatten(), batch["item_id"]]))
+    assert torch.equal(torch.sort(items).values, expected[expected > 0])
+
+
+def test_train_popularity_counts_the_training_part(sasrec):
+    _, model, train, *_ = sasrec
+    pop = model.grouper.popularity  # clamped at 1 for unseen items
+    ds = train._dataset
+    n_users = ds.user_num - 1
+    raw = np.bincount(ds.inter_feat["item_id"].numpy(), minlength=ds.item_num)
+    # every ml-100k user has >= 20 interactions: the training part is all but the last two
+    from recbole_faerec.model.popularity import train_popularity
+
+    counts = train_popularity(ds)
+    assert counts.sum() == 100_000 - 2 * n_users
+    assert (counts >= raw).all() and (counts - raw).sum() == n_users  # + each user's first item
+    assert torch.equal(pop, torch.as_tensor(counts).clamp(min=1))
+
+
+def test_pca_init_is_aligned_to_recbole_ids(cache):
+    from sklearn.decomposition import PCA
+
+    from recbole_faerec.embeddings import store
+
+    config, model, train, *_ = build(hidden_size=8)
+    ds = train._dataset
+    tokens, emb = store.parse_atomic_embeddings(str(cache / "ml-100k" / "ml-100k.itememb"))
+    # the LLM rows in RecBole id order, rebuilt independently from the atomic file
+    order = [tokens.index(t) for t in ds.field2id_token["item_id"][1:]]
+    scores = PCA(n_components=8, random_state=config["seed"]).fit_transform(emb[order])
+    ids = model.item_embedding.id_embedding.weight.detach().numpy()
+    assert ids.shape == (ds.item_num, 8)
+    np.testing.assert_allclose(ids[1:], scores, rtol=1e-4, atol=1e-5)
+    row = ds.token2id("item_id", "302")
+    np.testing.assert_allclose(ids[row], scores[row - 1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["SASRec", "GRU4Rec", "NARM", "LightSANs", "BERT4Rec", "Caser",
+                                      "NextItNet", "STAMP", "CORE", "FEARec", "SRGNN", "GCSAN"])
+def test_every_backbone_trains_and_ranks(backbone, cache):
+    layers = 2 if backbone == "FEARec" else 1  # FEARec divides by n_layers - 1
+    config, model, train, valid, _ = build(f"FAERec_{backbone}", n_layers=layers, num_layers=1,
+                                           MAX_ITEM_LIST_LENGTH=5, step=1)
+    model.train()
+    model.set_epoch(15)
+    loss = model.calculate_loss(first_batch(train))
+    total = sum(loss) if isinstance(loss, tuple) else loss
+    total.backward()
+    assert torch.isfinite(total)
+    model.eval()
+    batch = first_batch(valid)[0]
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch.to(config["device"]))
+    assert scores.numel() == len(batch) * model.n_items and torch.isfinite(scores).all()
+
+
+def test_bce_loss_samples_one_negative(cache):
+    from recbole_faerec.model.loss import BCEOneNegativeLoss
+
+    config, model, train, *_ = build(loss_type="BCE")
+    assert config["train_neg_sample_args"]["distribution"] == "uniform"
+    assert isinstance(model.loss_fct, BCEOneNegativeLoss) and model.loss_type == "BPR"
+    batch = first_batch(train)
+    assert "neg_item_id" in batch.interaction
+    model.eval()  # deterministic: compare with BCE from the model's own scores
+    model.set_epoch(0)
+    with torch.no_grad():
+        rec, _ = model.calculate_loss(batch)
+        seq = model.forward(batch["item_id_list"], batch["item_length"])
+        pos = (seq * model.item_embedding(batch["item_id"])).sum(-1)
+        neg = (seq * model.item_embedding(batch["neg_item_id"])).sum(-1)
+    expected = (torch.nn.functional.softplus(-pos) + torch.nn.functional.softplus(neg)).mean()
+    assert rec.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_checkpoint_round_trip_and_wrong_embeddings(cache, tmp_path, monkeypatch):
+    from recbole_faerec.embeddings.store import EmbeddingFileError
+    from recbole_faerec.quick_start import run_recbole_faerec
+
+    monkeypatch.chdir(tmp_path)
+    result = run_recbole_faerec("FAERec_SASRec", "ml-100k", config_dict=TINY)
+    checkpoint = torch.load(result["model_file"], weights_only=False)
+    assert not any("llm_table" in k for k in checkpoint["state_dict"])
+
+    config, model, _, _, test = build()
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    batch = first_batch(test)[0]
+    with torch.no_grad():
+        first = model.full_sort_predict(batch)
+    config, again, _, _, _ = build()
+    again.load_state_dict(checkpoint["state_dict"])
+    again.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again.full_sort_predict(batch), first, rtol=0, atol=0)
+    # the reloaded model ranks the test users as the run's own test did
+    from recbole.trainer import Trainer
+
+    trainer = Trainer(config, again)
+    reloaded = trainer.evaluate(test, load_best_model=False, show_progress=False)
+    assert {k: round(float(v), 4) for k, v in reloaded.items()} == result["test_result"]
+
+    # other embeddings than the checkpoint's: a clear error
+    atomic = cache / "ml-100k" / "ml-100k.itememb"
+    original = atomic.read_text()
+    lines = original.splitlines()
+    lines[1] = lines[1].split("\t")[0] + "\t" + " ".join(["0.25"] * 32)
+    atomic.write_text("\n".join(lines) + "\n")
+    try:
+        _, other, *_ = build()
+        with pytest.raises(EmbeddingFileError, match="trained with other item LLM embeddings"):
+            other.load_state_dict(checkpoint["state_dict"])
+    finally:
+        atomic.write_text(original)
+        os.utime(atomic)
