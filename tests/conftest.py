@@ -52,3 +52,13 @@ def amazon_beauty(data_root) -> Path:
                        "--source", source, "--data_path", data_root])
         assert proc.returncode == 0, proc.stderr
     return data_root
+
+
+@pytest.fixture(scope="session")
+def amazon_beauty_local(amazon_beauty) -> Path:
+    """amazon-beauty with its items embedded by the default local model (all-MiniLM-L6-v2)."""
+    if not (amazon_beauty / "amazon-beauty" / "amazon-beauty.itememb").exists():
+        proc = run_py([REPO / "dataset_scripts" / "embed_items.py", "--dataset", "amazon-beauty",
+                       "--data_path", amazon_beauty, "--provider", "local", "--no-progress"])
+        assert proc.returncode == 0, proc.stderr
+    return amazon_beauty

@@ -13,7 +13,9 @@ ENTRY = REPO / "run_recbole_faerec.py"
 def beauty_copy(amazon_beauty, tmp_path):
     """A copy of the converted real amazon-beauty files that a test may damage."""
     root = tmp_path / "data"
-    shutil.copytree(amazon_beauty / "amazon-beauty", root / "amazon-beauty")
+    (root / "amazon-beauty").mkdir(parents=True)
+    for suffix in ("inter", "item"):
+        shutil.copy(amazon_beauty / "amazon-beauty" / f"amazon-beauty.{suffix}", root / "amazon-beauty")
     return root
 
 

@@ -67,6 +67,28 @@ class Config(RecBoleConfig):
                         k for k in loaded if k not in self.parameters["Dataset"]
                     ]
 
+    def _init_device(self):
+        """RecBole's device set-up; for distributed runs without CUDA, gloo on the CPU."""
+        from recbole_faerec.quick_start.distributed import enable_cpu_ddp, use_gloo
+
+        cfg = self.final_config_dict
+        if "local_rank" not in cfg or not use_gloo(cfg):
+            return super()._init_device()
+        import torch
+        import torch.distributed as dist
+
+        enable_cpu_ddp()
+        dist.init_process_group(
+            backend="gloo", rank=cfg["local_rank"] + cfg["offset"], world_size=cfg["world_size"],
+            init_method=f"tcp://{cfg['ip']}:{cfg['port']}")
+        cfg["gpu_id"] = str(cfg["gpu_id"])
+        cfg["device"] = torch.device("cpu")
+        cfg["single_spec"] = False
+        if cfg["local_rank"] != 0:
+            cfg["state"] = "error"
+            cfg["show_progress"] = False
+            cfg["verbose"] = False
+
     def _set_default_parameters(self):
         if self.final_config_dict.get("loss_type") == "BCE" and not hasattr(self.model_class, "input_type"):
             # The paper's BCE with one sampled negative (plugin models): pairwise input, as BPR.

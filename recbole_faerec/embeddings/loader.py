@@ -102,21 +102,32 @@ def load_item_embeddings(dataset, config: Mapping, expected_dim: Optional[int] =
     return align_to_dataset(tokens, emb, dataset.field2id_token[dataset.iid_field], paths.atomic)
 
 
-def ensure_item_embeddings(dataset, config: Mapping, logger: Optional[logging.Logger] = None) -> np.ndarray:
-    """:func:`load_item_embeddings`, creating the embeddings first if there are none."""
+def create_item_embeddings_if_missing(config: Mapping, logger: Optional[logging.Logger] = None) -> bool:
+    """Embed the dataset's items with the configured provider unless cached embeddings exist.
+
+    Returns True when it created them. Needs only the config (not the RecBole dataset), so a
+    distributed launch runs it once, before starting the workers.
+    """
     logger = logger or logging.getLogger(__name__)
     paths = embedding_paths(config)
-    if not os.path.isfile(paths.atomic):
-        item_path = os.path.join(config["data_path"], f"{config['dataset']}.item")
-        if not os.path.isfile(item_path):
-            raise store.EmbeddingFileError(
-                f"{paths.atomic} does not exist and there is no {item_path} to make it from: "
-                "item embeddings need item text"
-            )
-        provider = provider_from_config(config)
-        logger.info(f"No cached item embeddings at {paths.atomic}: creating them with the "
-                    f"'{provider.name}' provider ({provider.describe().get('model')}).")
-        summary = embed_items(item_path, paths, provider, PromptSettings.from_config(config),
-                              iid_field=config["ITEM_ID_FIELD"], progress=False)
-        logger.info(f"Item embeddings: {summary.line()}")
+    if os.path.isfile(paths.atomic):
+        return False
+    item_path = os.path.join(config["data_path"], f"{config['dataset']}.item")
+    if not os.path.isfile(item_path):
+        raise store.EmbeddingFileError(
+            f"{paths.atomic} does not exist and there is no {item_path} to make it from: "
+            "item embeddings need item text"
+        )
+    provider = provider_from_config(config)
+    logger.info(f"No cached item embeddings at {paths.atomic}: creating them with the "
+                f"'{provider.name}' provider ({provider.describe().get('model')}).")
+    summary = embed_items(item_path, paths, provider, PromptSettings.from_config(config),
+                          iid_field=config["ITEM_ID_FIELD"], progress=False)
+    logger.info(f"Item embeddings: {summary.line()}")
+    return True
+
+
+def ensure_item_embeddings(dataset, config: Mapping, logger: Optional[logging.Logger] = None) -> np.ndarray:
+    """:func:`load_item_embeddings`, creating the embeddings first if there are none."""
+    create_item_embeddings_if_missing(config, logger)
     return load_item_embeddings(dataset, config)

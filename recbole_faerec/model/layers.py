@@ -8,6 +8,7 @@ and answers both ways the backbones use it: called with ids (a lookup) and read 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Dict, Optional
 
 import torch
@@ -92,6 +93,7 @@ class FusedItemEmbedding(nn.Module):
         self.num_embeddings = id_embedding.num_embeddings
         self.padding_idx = id_embedding.padding_idx
         self._cache: Dict[str, torch.Tensor] = {}
+        self._step_tables = False
 
     # ---- the two views of an item -------------------------------------------------------------
     def id_view(self, ids: torch.Tensor) -> torch.Tensor:
@@ -117,12 +119,27 @@ class FusedItemEmbedding(nn.Module):
 
     def _table(self, how: str) -> torch.Tensor:
         ids = torch.arange(self.num_embeddings, device=self.llm_table.device)
-        if self.training:
+        if self.training and not self._step_tables:
             return self._fused(ids, how)
         if how not in self._cache:
-            with torch.no_grad():
+            if self.training:
                 self._cache[how] = self._fused(ids, how)
+            else:
+                with torch.no_grad():
+                    self._cache[how] = self._fused(ids, how)
         return self._cache[how]
+
+    @contextmanager
+    def shared_tables(self):
+        """Within one training step, fuse every item once and let the sequence input and the
+        full-table output (CE) share that table, instead of fusing twice."""
+        self._step_tables = True
+        try:
+            yield
+        finally:
+            self._step_tables = False
+            if self.training:
+                self._cache.clear()
 
     # ---- what the backbone calls --------------------------------------------------------------
     @property
@@ -135,7 +152,7 @@ class FusedItemEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         how = self.input_fusion if ids.dim() >= 2 else self.output_fusion
-        if not self.training:
+        if not self.training or self._step_tables:
             return self._table(how)[ids]
         # Fuse each distinct item once (the projector and gate cost more than a lookup).
         unique, inverse = torch.unique(ids, return_inverse=True)

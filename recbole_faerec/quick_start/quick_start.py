@@ -111,6 +111,48 @@ def run_recbole_faerec(
     return result
 
 
+def run(
+    model: Union[str, type],
+    dataset: str,
+    config_file_list: Optional[List[str]] = None,
+    config_dict: Optional[Dict[str, Any]] = None,
+    saved: bool = True,
+    nproc: int = 1,
+    world_size: int = -1,
+    ip: str = "localhost",
+    port: str = "5678",
+    group_offset: int = 0,
+) -> Optional[Dict[str, Any]]:
+    """:func:`run_recbole_faerec` in one process, or in ``nproc`` DDP workers like RecBole's ``run``.
+
+    Without CUDA the workers use gloo on the CPU (:mod:`recbole_faerec.quick_start.distributed`).
+    Cached item embeddings a model needs are created once here, before the workers start.
+    """
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_faerec(model, dataset, config_file_list, config_dict, saved)
+    import torch.multiprocessing as mp
+
+    from recbole_faerec.embeddings.loader import create_item_embeddings_if_missing
+
+    config = build_config(model, dataset, config_file_list, config_dict)
+    if getattr(get_model(config["model"]), "needs_item_embeddings", False):
+        if not logging.getLogger().handlers:  # the launcher has no RecBole logger of its own
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s  %(message)s")
+        create_item_embeddings_if_missing(config)
+    world_size = nproc if world_size == -1 else world_size
+    config_dict = {**(config_dict or {}), "world_size": world_size, "ip": ip, "port": port,
+                   "nproc": nproc, "offset": group_offset}
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_run_worker, args=(model, dataset, config_file_list, config_dict, saved, queue),
+             nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def _run_worker(rank, model, dataset, config_file_list, config_dict, saved, queue):
+    run_recbole_faerec(model, dataset, config_file_list, {**config_dict, "local_rank": rank},
+                       saved=saved, queue=queue)
+
+
 def _plain(result) -> Dict[str, float]:
     """RecBole's ``OrderedDict`` of ``np.float64`` as a plain ``{metric: float}``."""
     return {key: float(value) for key, value in (result or {}).items()}

@@ -96,8 +96,10 @@ class FAERecMixin:
     differs from the paper.
     """
 
-    #: RecBole model YAMLs this model builds on, then the plugin's FAERec YAML (see Config)
+    #: plugin YAMLs shared by the family (props/model/FAERec.yaml; see Config)
     plugin_config_models = ("FAERec",)
+    #: the model reads the dataset's cached item embeddings (created before DDP workers start)
+    needs_item_embeddings = True
 
     def __init__(self, config, dataset):
         loss_type = config["loss_type"]
@@ -149,7 +151,7 @@ class FAERecMixin:
         self.item_align = bool(config_get(config, "item_align", True))
         self.feature_align = bool(config_get(config, "feature_align", True))
         self.pop_group = bool(config_get(config, "pop_group", True))
-        self.align_max_items = int(config_get(config, "align_max_items", 4096))
+        self.align_max_items = int(config_get(config, "align_max_items", 2048))
         self.curriculum = CosineCurriculum(
             w_min=float(config_get(config, "w_min", 0.9)), w_max=float(config_get(config, "w_max", 1.0)),
             period=float(config_get(config, "period", 30)),
@@ -185,17 +187,19 @@ class FAERecMixin:
         """Weighted item- and feature-level losses (eq. 5, 10, 11) for ``items``."""
         w_item, w_feat = self.curriculum.weights(self.current_epoch)
         fused = self.item_embedding
-        e = fused.id_view(items)
+        use_item = self.item_align and w_item > 0
+        use_feature = self.feature_align and w_feat > 0
+        if not (use_item or use_feature):
+            return {}
+        e, p = fused.id_view(items), fused.llm_view(items)  # one projector pass for both terms
         out = {}
-        if self.item_align and w_item > 0:
+        if use_item:
             dup_ids = items if "align_duplicates" in self.quirks else None
-            out["item"] = w_item * item_alignment_loss(e, fused.llm_view(items), self.item_tau, dup_ids)
-        if self.feature_align and w_feat > 0:
-            # A fresh projector pass (its own dropout mask), as in the authors' code.
+            out["item"] = w_item * item_alignment_loss(e, p, self.item_tau, dup_ids)
+        if use_feature:
             groups = self.grouper.split(items) if self.pop_group else (
                 torch.arange(items.numel(), device=items.device),)
-            out["feature"] = w_feat * feature_alignment_loss(e, fused.llm_view(items), groups,
-                                                             self.bt_lambda)
+            out["feature"] = w_feat * feature_alignment_loss(e, p, groups, self.bt_lambda)
         return out
 
     def calculate_loss(self, interaction):
@@ -203,7 +207,11 @@ class FAERecMixin:
 
         Returns ``(rec_loss, alignment_loss)`` so RecBole's trainer logs both.
         """
-        rec_loss = super().calculate_loss(interaction)
+        if self.faerec_loss_type == "CE":  # the full table is fused anyway: share it with the input
+            with self.item_embedding.shared_tables():
+                rec_loss = super().calculate_loss(interaction)
+        else:
+            rec_loss = super().calculate_loss(interaction)
         losses = self.alignment_losses(self.alignment_items(interaction))
         if not losses or self.align_weight == 0:
             return rec_loss
