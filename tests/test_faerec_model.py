@@ -159,7 +159,9 @@ def test_pca_init_is_aligned_to_recbole_ids(cache):
 
 
 @pytest.mark.parametrize("backbone", ["SASRec", "GRU4Rec", "NARM", "LightSANs", "BERT4Rec", "Caser",
-                                      "NextItNet", "STAMP", "CORE", "FEARec", "SRGNN", "GCSAN"])
+                                      "NextItNet", "STAMP", "CORE", "FEARec", "SRGNN", "GCSAN",
+                                      "FDSA", "GRU4RecF", "SASRecF", "GRU4RecCPR", "SASRecCPR",
+                                      "SHAN", "HRM", "NPE", "TransRec", "SINE"])
 def test_every_backbone_trains_and_ranks(backbone, cache):
     layers = 2 if backbone == "FEARec" else 1  # FEARec divides by n_layers - 1
     config, model, train, valid, _ = build(f"FAERec_{backbone}", n_layers=layers, num_layers=1,

@@ -97,3 +97,16 @@ def test_every_sequential_model_resolves(model):
 
     cls = get_model(model)
     assert cls.__name__ == model and issubclass(cls, SequentialRecommender)
+
+
+@pytest.mark.parametrize("model", ["Pop", "BPR", "FM"])
+def test_non_sequential_models_keep_recboles_defaults(model, tmp_path):
+    """General and context-aware models run through the entry point with RecBole's own settings."""
+    proc = run_py([ENTRY, f"--model={model}", "--dataset=ml-100k", "--epochs=1", "--embedding_size=8",
+                   "--show_progress=False"], cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    test = parse_result(out, "test result")
+    # RecBole's own metrics for each kind: top-k ranking for general models, AUC for CTR models
+    expected = "auc" if model == "FM" else "recall@10"
+    assert expected in test and 0 < test[expected] <= 1

@@ -8,6 +8,9 @@ Priority, lowest first (RecBole's own rule, with the plugin's ``props/`` slotted
    (a plugin model may name RecBole models whose YAML it builds on in ``recbole_config_models``,
    and plugin YAMLs it shares with its family in ``plugin_config_models``, e.g. ``FAERec``);
 3. the user's ``config_file_list``, then ``config_dict``, then ``--key=value`` on the command line.
+
+Step 2 applies to sequential models only; general, context-aware and knowledge-based RecBole models
+run with RecBole's own defaults, exactly as under ``run_recbole.py``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class Config(RecBoleConfig):
                 "its source checkout with 'pip install -e .'"
             )
         super()._load_internal_config_dict(model, model_class, dataset)
+        if model_class.type != ModelType.SEQUENTIAL:
+            # The plugin's defaults are for sequential models; other RecBole models keep RecBole's
+            # own (e.g. context-aware models on ml-100k need its ratings and label threshold).
+            return
         files = []
         for base in getattr(model_class, "recbole_config_models", ()):
             files.append(os.path.join(RECBOLE_PROPERTIES, "model", f"{base}.yaml"))

@@ -95,7 +95,8 @@ def embed_items(
               if provider.corpus_dependent else None)
     signature = _signature(provider, settings, corpus)
 
-    known = _previous(paths, signature)
+    previous = _previous(paths, signature)
+    known = dict(previous)
     known.update(store.open_partial(paths, signature))
     vectors: Dict[str, np.ndarray] = {}
     todo = []
@@ -175,6 +176,11 @@ def embed_items(
 
     emb = np.stack([vectors[t] for t in tokens]).astype(np.float32)
     summary.dimension = int(emb.shape[1])
+    if summary.embedded == 0 and len(previous) == len(tokens) and all(
+            previous.get(t, ("",))[0] == h for t, h in zip(tokens, hashes)):
+        store.close_partial(paths)  # nothing changed: the files on disk are already these
+        summary.seconds = time.time() - start
+        return summary
     manifest = {
         **signature,
         "items": dict(zip(tokens, hashes)),

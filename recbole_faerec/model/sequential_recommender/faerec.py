@@ -28,17 +28,27 @@ import torch
 from recbole.model.sequential_recommender import (
     BERT4Rec,
     CORE,
+    FDSA,
     GCSAN,
-    GRU4Rec,
+    HRM,
     NARM,
+    NPE,
+    SHAN,
+    SINE,
     SRGNN,
     STAMP,
     Caser,
     FEARec,
+    GRU4Rec,
+    GRU4RecF,
     LightSANs,
     NextItNet,
     SASRec,
+    SASRecF,
+    TransRec,
 )
+from recbole.model.sequential_recommender.gru4reccpr import GRU4RecCPR
+from recbole.model.sequential_recommender.sasreccpr import SASRecCPR
 
 from recbole_faerec.embeddings import ensure_item_embeddings
 from recbole_faerec.embeddings.store import EmbeddingFileError
@@ -260,5 +270,15 @@ FAERec_CORE = faerec_model(CORE)
 FAERec_FEARec = faerec_model(FEARec)
 FAERec_SRGNN = faerec_model(SRGNN)
 FAERec_GCSAN = faerec_model(GCSAN)
+FAERec_FDSA = faerec_model(FDSA)
+FAERec_GRU4RecF = faerec_model(GRU4RecF)
+FAERec_SASRecF = faerec_model(SASRecF)
+FAERec_GRU4RecCPR = faerec_model(GRU4RecCPR)
+FAERec_SASRecCPR = faerec_model(SASRecCPR)
+FAERec_SHAN = faerec_model(SHAN)
+FAERec_HRM = faerec_model(HRM)
+FAERec_NPE = faerec_model(NPE)
+FAERec_TransRec = faerec_model(TransRec)
+FAERec_SINE = faerec_model(SINE)
 
 __all__ = [name for name in dir() if name.startswith("FAERec_")]
