@@ -179,20 +179,21 @@ def _fix_pkg_resources() -> None:
 # torch: anomaly detection switched on by sine.py at import
 # --------------------------------------------------------------------------------------------
 def _fix_anomaly_mode() -> None:
-    """Import RecBole's models with ``set_detect_anomaly`` neutralised, keeping the user's mode."""
+    """Import RecBole's sequential models now, then restore the anomaly mode the process had.
+
+    ``sine.py`` calls ``set_detect_anomaly(True)`` at import; importing it here, once, and putting
+    the previous mode back keeps a user's own choice (off by default) for the rest of the process.
+    """
     import torch
 
     if "recbole.model.sequential_recommender.sine" in sys.modules:
-        # Too late to stop it: sine.py switched anomaly mode on; switch it back off.
+        # Too late to know the user's mode: sine.py already switched it on; switch it back off.
         torch.autograd.set_detect_anomaly(False)
         return
-    original = torch.autograd.set_detect_anomaly
     state = (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled())
-    try:
-        import recbole.model.sequential_recommender  # noqa: F401  (imports sine.py)
-    finally:
-        torch.autograd.set_detect_anomaly = original
-        torch.autograd.set_detect_anomaly(state[0], check_nan=state[1])
+    import recbole.model.sequential_recommender  # noqa: F401  (imports sine.py)
+
+    torch.autograd.set_detect_anomaly(state[0], check_nan=state[1])
 
 
 # --------------------------------------------------------------------------------------------
