@@ -5,7 +5,6 @@ one fix switched off through $RECBOLE_FAEREC_COMPAT_SKIP.
 """
 
 import importlib.util
-import shutil
 from pathlib import Path
 
 import pandas as pd

@@ -21,7 +21,7 @@ A new backbone costs one line: ``FAERec_X = faerec_model(X)``.
 from __future__ import annotations
 
 import logging
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 import torch
