@@ -213,7 +213,7 @@ def test_checkpoint_round_trip_and_wrong_embeddings(cache, tmp_path, monkeypatch
     batch = first_batch(test)[0]
     with torch.no_grad():
         first = model.full_sort_predict(batch)
-    config, again, _, _, _ = build()
+    config, again, train, _, _ = build()
     again.load_state_dict(checkpoint["state_dict"])
     again.eval()
     with torch.no_grad():
@@ -221,7 +221,8 @@ def test_checkpoint_round_trip_and_wrong_embeddings(cache, tmp_path, monkeypatch
     # the reloaded model ranks the test users as the run's own test did
     from recbole.trainer import Trainer
 
-    trainer = Trainer(config, again)
+    trainer = Trainer(config, again)  # RecBole's own Trainer: its collector is the TailCollector
+    trainer.eval_collector.data_collect(train)  # popularity, as fit() would collect it
     reloaded = trainer.evaluate(test, load_best_model=False, show_progress=False)
     assert {k: round(float(v), 4) for k, v in reloaded.items()} == result["test_result"]
 

@@ -27,8 +27,11 @@ def test_cli_sasrec_on_embedded_ml100k(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     test = parse_result(out, "test result")
     valid = parse_result(out, "best valid ")
-    assert set(test) == {"hit@10", "hit@20", "ndcg@10", "ndcg@20"}
+    # the plugin's default metrics: RecBole's Hit/NDCG plus the tail-aware ones, at 10 and 20
+    assert set(test) == {f"{m}@{k}" for m in ("hit", "ndcg", "tailhit", "tailndcg", "headhit",
+                                              "headndcg", "coverage", "tailcoverage") for k in (10, 20)}
     assert 0 < test["hit@10"] <= test["hit@20"] <= 1 and 0 < test["ndcg@10"] <= test["hit@10"]
+    assert min(test["tailhit@10"], test["headhit@10"]) <= test["hit@10"] <= max(test["tailhit@10"], test["headhit@10"])
     assert 0 < valid["ndcg@10"]
     # The bundled copy, its item text, a checkpoint and a log file, as with RecBole's run_recbole.py.
     assert "dataset_example/ml-100k" in out
@@ -57,7 +60,9 @@ def test_python_api_returns_plain_results_and_checkpoint(tmp_path, monkeypatch):
     result = run_recbole_faerec(model="SASRec", dataset="ml-100k",
                                 config_dict={**TINY_SASREC, "state": "WARNING"})
     assert set(result) == {"best_valid_score", "valid_score_bigger", "best_valid_result",
-                           "test_result", "model_file"}
+                           "test_result", "model_file", "train_seconds", "valid_scores"}
+    assert len(result["train_seconds"]) == 1 and result["train_seconds"][0] > 0
+    assert result["valid_scores"] == [pytest.approx(result["best_valid_score"])]
     assert all(type(v) is float for v in result["test_result"].values())
     assert result["valid_score_bigger"] is True
     assert result["best_valid_score"] == pytest.approx(result["best_valid_result"]["ndcg@10"])
@@ -73,7 +78,8 @@ def test_config_priority_and_defaults(tmp_path):
                           config_dict={"learning_rate": 0.005})
     # RecBole's own model YAML, the plugin's props, then the user's file and dict.
     assert config["n_heads"] == 2 and config["hidden_size"] == 64
-    assert config["metrics"] == ["Hit", "NDCG"] and config["valid_metric"] == "NDCG@10"
+    assert config["metrics"][:2] == ["Hit", "NDCG"] and "TailNDCG" in config["metrics"]
+    assert config["valid_metric"] == "NDCG@10" and config["head_ratio"] == 0.2
     assert config["topk"] == [5]
     assert config["learning_rate"] == 0.005
     assert config["load_col"]["item"] == ["item_id", "movie_title", "release_year", "class"]

@@ -59,7 +59,10 @@ class Config(RecBoleConfig):
             return
         files = []
         for base in getattr(model_class, "recbole_config_models", ()):
-            files.append(os.path.join(RECBOLE_PROPERTIES, "model", f"{base}.yaml"))
+            # a RecBole backbone's YAML, or the plugin's for its own backbones (FMLPRec, ...)
+            recbole_file = os.path.join(RECBOLE_PROPERTIES, "model", f"{base}.yaml")
+            files.append(recbole_file if os.path.isfile(recbole_file)
+                         else os.path.join(PROPS_DIR, "model", f"{base}.yaml"))
         files.append(os.path.join(PROPS_DIR, "overall.yaml"))
         for base in getattr(model_class, "plugin_config_models", ()):
             files.append(os.path.join(PROPS_DIR, "model", f"{base}.yaml"))
@@ -107,4 +110,24 @@ class Config(RecBoleConfig):
             and "train_neg_sample_args" not in self.external_config_dict
         ):
             self.final_config_dict["train_neg_sample_args"] = None
+        self._check_evaluation()
         super()._set_default_parameters()
+
+    def _check_evaluation(self):
+        """Unknown metric names and bad tail-evaluation settings, as clear errors up front."""
+        from recbole.evaluator import metric_types
+
+        from recbole_faerec.evaluator.popularity import EvaluationConfigError, check_evaluation_settings
+
+        metrics = self.final_config_dict.get("metrics") or []
+        metrics = [metrics] if isinstance(metrics, str) else metrics
+        unknown = [m for m in metrics if not isinstance(m, str) or m.lower() not in metric_types]
+        if unknown:
+            from recbole_faerec.evaluator.metrics import METRICS
+
+            ours = {cls.__name__ for cls in METRICS}
+            builtin = sorted(n for n in metric_types if n not in {o.lower() for o in ours})
+            raise EvaluationConfigError(
+                f"unknown metric(s) {unknown} in 'metrics'; RecBole's: {', '.join(builtin)}; "
+                f"recbole_faerec's: {', '.join(sorted(ours))} (names are case-insensitive)")
+        check_evaluation_settings(self)

@@ -8,6 +8,7 @@ from typing import List, Optional
 
 from recbole_faerec.data.atomic import AtomicFileError
 from recbole_faerec.embeddings.providers import EmbeddingError
+from recbole_faerec.evaluator import EvaluationConfigError
 from recbole_faerec.quick_start.quick_start import run
 from recbole_faerec.utils.utils import ModelNotFoundError
 
@@ -17,7 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate a RecBole or recbole_faerec model. Any RecBole parameter "
         "can be given as --key=value (e.g. --epochs=10 --MAX_ITEM_LIST_LENGTH=20).",
     )
-    parser.add_argument("--model", "-m", default="SASRec", help="model name (default SASRec)")
+    parser.add_argument("--model", "-m", default="SASRec",
+                        help="model name (default SASRec); several, comma-separated, run the "
+                        "comparison (recbole_faerec.quick_start.compare)")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (default ml-100k)")
     parser.add_argument("--config_files", default=None,
                         help="space-separated YAML config files, applied in order")
@@ -26,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ip", default="localhost", help="address of the rank-0 node")
     parser.add_argument("--port", default="5678", help="port of the rank-0 node")
     parser.add_argument("--group_offset", type=int, default=0, help="rank offset of this node")
+    parser.add_argument("--out_dir", default=None,
+                        help="comparison: where results.md/.csv/.json and the plots go "
+                        "(default saved/comparison-<dataset>)")
+    parser.add_argument("--tsne_items", type=int, default=400,
+                        help="comparison: items sampled for the t-SNE plot (default 400)")
     return parser
 
 
@@ -33,11 +41,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; return the exit status (2 for bad input, with a one-line reason)."""
     args, _ = build_parser().parse_known_args(argv)
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
     try:
+        if len(models) > 1:
+            if args.nproc > 1 or args.world_size > 0:
+                print("error: the comparison of several models runs in one process; "
+                      "drop --nproc/--world_size", file=sys.stderr)
+                return 2
+            from recbole_faerec.quick_start.compare import run_comparison
+
+            run_comparison(models, args.dataset, config_file_list=config_file_list,
+                           out_dir=args.out_dir, tsne_items=args.tsne_items)
+            return 0
         run(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
             nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
             group_offset=args.group_offset)
-    except (ModelNotFoundError, AtomicFileError, EmbeddingError) as err:
+    except (ModelNotFoundError, AtomicFileError, EmbeddingError, EvaluationConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,185 @@
+"""Item popularity for tail-aware evaluation: the head/tail split (paper §3) and popularity groups.
+
+The paper's protocol, as the authors' code implements it (reference notes §1, "Head/tail split"):
+an item's popularity is its number of interactions in the **whole** dataset (train, valid and test),
+items are sorted by popularity in descending order with ties kept in order of first appearance, and
+the first ``floor(head_ratio * n)`` items are the head; every other item is tail. The popularity
+groups of Figure 4 (``1-4, 5-9, 10-19, 20-49, 50+``) use the same counts.
+
+``popularity_source: train`` counts only the training part of each history instead (what a model
+may legitimately see); ties are still broken by first appearance in the whole data.
+
+The counts are taken from the dataset RecBole loaded, before ``build()`` splits it:
+:func:`attach_item_popularity` stores them on the dataset object, and RecBole's split datasets
+(shallow copies) carry them to the evaluator. :func:`recbole_faerec.quick_start.load_dataset`
+calls it; a hand-written RecBole pipeline calls it after ``create_dataset``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Sequence
+
+import numpy as np
+
+ATTRIBUTE = "faerec_item_popularity"
+SOURCES = ("all", "train")
+
+
+class EvaluationConfigError(ValueError):
+    """A tail-aware evaluation setting that cannot work (raised before training starts)."""
+
+
+@dataclass
+class ItemPopularity:
+    """Interactions per internal item id (index 0 is RecBole's padding id, count 0).
+
+    Attributes:
+        counts: ``int64[n_items]``, interactions per item id.
+        first_seen: ``int64[n_items]``, row of the item's first interaction in the loaded data
+            (the tie-breaker); padding and never-seen ids get the largest value.
+    """
+
+    counts: np.ndarray
+    first_seen: np.ndarray
+
+    @property
+    def n_items(self) -> int:
+        """Real items (without the padding id)."""
+        return len(self.counts) - 1
+
+    def ranking(self) -> np.ndarray:
+        """Real item ids from most to least popular, ties in order of first appearance."""
+        ids = np.arange(1, len(self.counts))
+        order = np.lexsort((self.first_seen[1:], -self.counts[1:]))
+        return ids[order]
+
+    def head_size(self, head_ratio: float) -> int:
+        return int(math.floor(head_ratio * self.n_items + 1e-9))
+
+    def head_mask(self, head_ratio: float) -> np.ndarray:
+        """``bool[n_items]``: True for head items (the padding id is neither head nor tail)."""
+        mask = np.zeros(len(self.counts), dtype=bool)
+        mask[self.ranking()[: self.head_size(head_ratio)]] = True
+        return mask
+
+    def tail_mask(self, head_ratio: float) -> np.ndarray:
+        mask = ~self.head_mask(head_ratio)
+        mask[0] = False
+        return mask
+
+    def with_counts(self, counts: np.ndarray) -> "ItemPopularity":
+        """The same tie-breaking order with other counts (e.g. training-split counts)."""
+        return ItemPopularity(np.asarray(counts, dtype=np.int64), self.first_seen)
+
+
+def popularity_groups(edges: Sequence[int]) -> List[str]:
+    """Names of the groups ``[e0, e1), [e1, e2), ..., [ek, inf)``: ``1-4, 5-9, ..., 50+``."""
+    names = [f"{lo}-{hi - 1}" if hi - 1 > lo else f"{lo}" for lo, hi in zip(edges[:-1], edges[1:])]
+    return names + [f"{edges[-1]}+"]
+
+
+def group_of(counts: np.ndarray, edges: Sequence[int]) -> np.ndarray:
+    """Group index of each count (``-1`` below the first edge)."""
+    return np.searchsorted(np.asarray(edges), counts, side="right") - 1
+
+
+def check_evaluation_settings(config) -> None:
+    """Config-level checks of ``head_ratio``, ``popularity_source`` and ``popularity_groups``."""
+    ratio = _get(config, "head_ratio", 0.2)
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
+        raise EvaluationConfigError(
+            f"head_ratio must be a number strictly between 0 and 1 (the share of items that are "
+            f"head items; the paper uses 0.2), got {ratio!r}")
+    source = _get(config, "popularity_source", "all")
+    if source not in SOURCES:
+        raise EvaluationConfigError(
+            f"popularity_source must be one of {', '.join(SOURCES)}, got {source!r}")
+    edges = _get(config, "popularity_groups", [1, 5, 10, 20, 50])
+    if (not isinstance(edges, (list, tuple)) or not edges
+            or not all(isinstance(e, int) and not isinstance(e, bool) for e in edges)):
+        raise EvaluationConfigError(
+            f"popularity_groups must be a list of integer lower bounds such as [1, 5, 10, 20, 50], "
+            f"got {edges!r}")
+    if edges[0] < 0 or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+        raise EvaluationConfigError(
+            f"popularity_groups must be non-negative and strictly increasing, got {list(edges)}")
+
+
+def check_against_data(popularity: ItemPopularity, config) -> None:
+    """Dataset-level checks: a non-empty head and tail, and at least two non-empty groups."""
+    ratio = _get(config, "head_ratio", 0.2)
+    n = popularity.n_items
+    head = popularity.head_size(ratio)
+    if head < 1 or head >= n:
+        raise EvaluationConfigError(
+            f"head_ratio {ratio} gives {head} head items out of {n}: the dataset is too small for "
+            f"a head/tail split at this ratio (need 1 <= floor(head_ratio * n) < n)")
+    edges = _get(config, "popularity_groups", [1, 5, 10, 20, 50])
+    groups = group_of(popularity.counts[1:], edges)
+    filled = np.unique(groups[groups >= 0])
+    if len(edges) > 1 and len(filled) < 2:
+        names = popularity_groups(edges)
+        raise EvaluationConfigError(
+            f"popularity_groups {list(edges)}: the dataset's {n} items fall into "
+            f"{len(filled)} of the groups {names} (popularity {popularity.counts[1:].min()} to "
+            f"{popularity.counts[1:].max()}); choose edges that split this dataset")
+
+
+def compute_item_popularity(dataset) -> ItemPopularity:
+    """Counts over every interaction of a RecBole dataset that has not been ``build()``-split yet."""
+    field = dataset.iid_field
+    column = dataset.inter_feat[field]
+    ids = column.to_numpy() if hasattr(column, "to_numpy") else column.numpy()
+    ids = np.asarray(ids, dtype=np.int64)
+    n_items = dataset.item_num
+    counts = np.bincount(ids, minlength=n_items).astype(np.int64)
+    counts[0] = 0
+    first_seen = np.full(n_items, len(ids), dtype=np.int64)
+    unique, first = np.unique(ids, return_index=True)
+    first_seen[unique] = first
+    first_seen[0] = len(ids) + 1
+    return ItemPopularity(counts, first_seen)
+
+
+def attach_item_popularity(dataset) -> ItemPopularity:
+    """Compute whole-data popularity on ``dataset`` (before ``data_preparation``) and keep it there."""
+    popularity = compute_item_popularity(dataset)
+    setattr(dataset, ATTRIBUTE, popularity)
+    return popularity
+
+
+def evaluation_popularity(train_dataset, config, logger=None) -> ItemPopularity:
+    """The popularity the tail-aware metrics use, from the training split's dataset object."""
+    from recbole_faerec.model.popularity import train_popularity
+
+    attached = getattr(train_dataset, ATTRIBUTE, None)
+    source = _get(config, "popularity_source", "all")
+    if attached is None:
+        if logger is not None:
+            logger.warning(
+                "tail-aware metrics: the dataset has no whole-data item popularity "
+                "(call recbole_faerec.evaluator.attach_item_popularity(dataset) after "
+                "create_dataset); counting the training split only, ties by item id")
+        n = train_dataset.item_num
+        attached = ItemPopularity(np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64))
+        source = "train"
+    if source == "train":
+        length_field = getattr(train_dataset, "item_list_length_field", None)
+        if length_field is not None and length_field in train_dataset.inter_feat.columns:
+            counts = train_popularity(train_dataset)
+        else:
+            counts = np.bincount(train_dataset.inter_feat[train_dataset.iid_field].numpy(),
+                                 minlength=train_dataset.item_num).astype(np.int64)
+            counts[0] = 0
+        return attached.with_counts(counts)
+    return attached
+
+
+def _get(config, key, default):
+    try:
+        value = config[key]
+    except KeyError:
+        return default
+    return default if value is None else value
