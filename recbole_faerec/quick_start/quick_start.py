@@ -8,7 +8,9 @@ defaults, checks of the atomic files before RecBole reads them, and no import of
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 from logging import getLogger
 from typing import Any, Dict, List, Optional, Union
 
@@ -17,6 +19,9 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_faerec.config import Config
 from recbole_faerec.data.atomic import check_atomic_files
+from recbole_faerec.evaluator import attach_item_popularity, install_tail_collector
+from recbole_faerec.evaluator.metrics import uses_tail_metrics
+from recbole_faerec.evaluator.popularity import check_against_data
 from recbole_faerec.utils import get_model, get_trainer
 
 
@@ -32,9 +37,16 @@ def build_config(
 
 
 def load_dataset(config: Config, logger: Optional[logging.Logger] = None):
-    """Check the atomic files, then build RecBole's dataset and its train/valid/test loaders."""
+    """Check the atomic files, then build RecBole's dataset and its train/valid/test loaders.
+
+    The whole-data item popularity (head/tail split, popularity groups) is taken before RecBole
+    splits the data, see :mod:`recbole_faerec.evaluator.popularity`.
+    """
     check_atomic_files(config)
     dataset = create_dataset(config)
+    popularity = attach_item_popularity(dataset)
+    if uses_tail_metrics(config):
+        check_against_data(popularity, config)
     if logger is not None:
         logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
@@ -62,9 +74,30 @@ def run_recbole_faerec(
         queue: a multiprocessing queue to put the result in (used by distributed runs).
 
     Returns:
-        ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, and
-        ``model_file`` (the checkpoint path, when ``saved``).
+        ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
+        ``model_file`` (the checkpoint path, when ``saved``), ``train_seconds`` (per epoch) and
+        ``valid_scores`` (per evaluated epoch).
     """
+    result = train_and_test(model, dataset, config_file_list, config_dict, saved)
+    result.pop("model")
+    result.pop("config")
+    result.pop("test_data")
+    result.pop("train_data")
+    local_rank = result.pop("local_rank")
+    if local_rank == 0 and queue is not None:
+        queue.put(result)
+    return result
+
+
+def train_and_test(
+    model: Union[str, type, None],
+    dataset: Optional[str],
+    config_file_list: Optional[List[str]] = None,
+    config_dict: Optional[Dict[str, Any]] = None,
+    saved: bool = True,
+) -> Dict[str, Any]:
+    """:func:`run_recbole_faerec`'s work; the result also holds the trained ``model`` (best
+    checkpoint loaded when ``saved``), its ``config``, ``train_data`` and ``test_data``."""
     config = build_config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
     logger = getLogger()
@@ -73,42 +106,76 @@ def run_recbole_faerec(
     logger.info(sys.argv)
     logger.info(config)
 
-    _, train_data, valid_data, test_data = load_dataset(config, logger)
+    try:
+        _, train_data, valid_data, test_data = load_dataset(config, logger)
 
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(model_obj)
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+        logger.info(model_obj)
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
-    test_result = trainer.evaluate(
-        test_data, load_best_model=saved, show_progress=config["show_progress"]
-    )
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+        install_tail_collector(trainer)
+        timer = _EpochTimer(trainer)
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        )
+        test_result = trainer.evaluate(
+            test_data, load_best_model=saved, show_progress=config["show_progress"]
+        )
 
-    best_valid_result = _plain(best_valid_result)
-    test_result = _plain(test_result)
-    environment_tb = get_environment(config)
-    logger.info("The running environment of this training is as follows:\n" + environment_tb.draw())
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+        best_valid_result = _plain(best_valid_result)
+        test_result = _plain(test_result)
+        environment_tb = get_environment(config)
+        logger.info("The running environment of this training is as follows:\n" + environment_tb.draw())
+        logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+        logger.info(set_color("test result", "yellow") + f": {test_result}")
 
-    result = {
-        "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
-        "model_file": trainer.saved_model_file if saved else None,
-    }
-    if not config["single_spec"]:
-        import torch.distributed as dist
+        result = {
+            "best_valid_score": best_valid_score,
+            "valid_score_bigger": config["valid_metric_bigger"],
+            "best_valid_result": best_valid_result,
+            "test_result": test_result,
+            "model_file": trainer.saved_model_file if saved else None,
+            "train_seconds": timer.train_seconds,
+            "valid_scores": timer.valid_scores,
+            "local_rank": config["local_rank"],
+            "model": trainer.model,
+            "config": config,
+            "train_data": train_data,
+            "test_data": test_data,
+        }
+        if not config["single_spec"]:
+            import torch.distributed as dist
 
-        dist.destroy_process_group()
-    if config["local_rank"] == 0 and queue is not None:
-        queue.put(result)
-    _remove_handlers(logger, keep=handlers_before)
-    return result
+            dist.destroy_process_group()
+        return result
+    finally:
+        _remove_handlers(logger, keep=handlers_before)
+
+
+class _EpochTimer:
+    """Records the wall time of each training epoch and each validation score of a RecBole trainer
+    (RecBole only logs them)."""
+
+    def __init__(self, trainer):
+        self.train_seconds: List[float] = []
+        self.valid_scores: List[float] = []
+        train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
+
+        def timed_train_epoch(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return train_epoch(*args, **kwargs)
+            finally:
+                self.train_seconds.append(time.perf_counter() - start)
+
+        def recorded_valid_epoch(*args, **kwargs):
+            score, result = valid_epoch(*args, **kwargs)
+            self.valid_scores.append(float(score))
+            return score, result
+
+        trainer._train_epoch = timed_train_epoch
+        trainer._valid_epoch = recorded_valid_epoch
 
 
 def run(
@@ -139,6 +206,10 @@ def run(
         if not logging.getLogger().handlers:  # the launcher has no RecBole logger of its own
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s  %(message)s")
         create_item_embeddings_if_missing(config)
+    # RecBole's ensure_dir checks, then creates: workers creating the same folder at once race
+    # (FileExistsError), so the launcher creates the log and checkpoint folders first.
+    for path in ("log", os.path.join("log", config["model"]), config["checkpoint_dir"]):
+        os.makedirs(path, exist_ok=True)
     world_size = nproc if world_size == -1 else world_size
     config_dict = {**(config_dict or {}), "world_size": world_size, "ip": ip, "port": port,
                    "nproc": nproc, "offset": group_offset}

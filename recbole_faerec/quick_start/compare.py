@@ -1,0 +1,388 @@
+"""Several models under one shared config on one dataset: a results table and the paper's plots.
+
+``python run_recbole_faerec.py --model=SASRec,FAERec_SASRec,GRU4Rec,FAERec_GRU4Rec --dataset=amazon-beauty``
+trains and tests each model in turn with :func:`~recbole_faerec.quick_start.train_and_test`
+(RecBole's trainer and evaluator, the same seed and settings for all) and writes to ``out_dir``:
+
+* ``results.md`` and ``results.csv``: overall, tail, head, coverage and popularity-group metrics
+  (RecBole's evaluator with :mod:`recbole_faerec.evaluator`'s metrics), train seconds per epoch,
+  epochs and best epoch;
+* ``groups.png``: Hit@K and NDCG@K per popularity group of the target item, one bar per model
+  (paper Figure 4);
+* ``tsne.png``: scikit-learn's t-SNE of the same sample of items for each model, ID and LLM views in
+  one map where the model has both (paper Figure 5; a plain backbone shows its ID table only);
+* ``results.json``: everything above as numbers, the shared settings, and the sampled items.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import json
+import math
+import os
+import sys
+import time
+from logging import getLogger
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from recbole_faerec.evaluator.metrics import METRICS
+from recbole_faerec.evaluator.popularity import ATTRIBUTE, popularity_groups
+from recbole_faerec.quick_start.quick_start import train_and_test
+
+ALL_TAIL_METRICS = [cls.__name__ for cls in METRICS]
+SUMMARY = [("Hit", "hit"), ("NDCG", "ndcg"), ("TailHit", "tailhit"), ("TailNDCG", "tailndcg"),
+           ("HeadHit", "headhit"), ("HeadNDCG", "headndcg"), ("Cov", "coverage"),
+           ("TCov", "tailcoverage")]
+
+
+def run_comparison(
+    models: List[str],
+    dataset: str,
+    config_file_list: Optional[List[str]] = None,
+    config_dict: Optional[Dict[str, Any]] = None,
+    out_dir: Optional[str] = None,
+    saved: bool = True,
+    tsne_items: int = 400,
+    plots: bool = True,
+) -> Dict[str, Any]:
+    """Train and test ``models`` on ``dataset`` under one config; write the table and plots.
+
+    ``config_dict`` (and the command line's ``--key=value``) apply to every model. The tail-aware
+    metrics and the popularity groups are added to the configured ``metrics``.
+    Returns the content of ``results.json``.
+    """
+    if not models:
+        raise ValueError("run_comparison needs at least one model")
+    out_dir = out_dir or os.path.join("saved", f"comparison-{dataset}")
+    os.makedirs(out_dir, exist_ok=True)
+    config_dict = dict(config_dict or {})
+    rows: List[Dict[str, Any]] = []
+    sample = None
+    info: Dict[str, Any] = {}
+    for name in models:
+        start = time.time()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        result = train_and_test(name, dataset, config_file_list,
+                                {**config_dict, "metrics": _metrics(config_dict, config_file_list,
+                                                                    name, dataset)}, saved)
+        config, model = result.pop("config"), result.pop("model")
+        train_data, test_data = result.pop("train_data"), result.pop("test_data")
+        if not info:
+            info = _protocol(config, train_data, test_data)
+            sample = _sample_items(info["n_items"], tsne_items, config["seed"])
+        views = _views(model, sample) if plots and sample is not None and len(sample) else {}
+        train = result["train_seconds"]
+        valid = result["valid_scores"]
+        rows.append({
+            "model": name,
+            "test": result["test_result"],
+            "best_valid": result["best_valid_result"],
+            "epochs": len(train),
+            "best_epoch": int(np.argmax(valid)) if valid else None,
+            "train_s_per_epoch": float(np.mean(train)) if train else None,
+            "valid_curve": valid,
+            "wall_s": time.time() - start,
+            "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2**20
+                            if torch.cuda.is_available() else None),
+            "views": views,
+        })
+        del model, train_data, test_data, result
+        gc.collect()
+        _write_tables(rows, info, out_dir)  # after each model: a partial table survives a crash
+    report = _report(rows, info, config_dict, dataset, sample)
+    _write_outputs(rows, info, sample, report, out_dir, plots)
+    getLogger().info(f"comparison written to {os.path.abspath(out_dir)}")
+    return report
+
+
+def _write_outputs(rows, info, sample, report, out_dir, plots) -> None:
+    _write_tables(rows, info, out_dir)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(report, f, indent=1, default=_json_default)
+    views = {f"{i}/{name}": v for i, r in enumerate(rows) for name, v in r["views"].items()}
+    np.savez_compressed(os.path.join(out_dir, "views.npz"), tail_mask=info["tail_mask"], **views)
+    if plots:
+        plot_groups(rows, info, os.path.join(out_dir, "groups.png"))
+        plot_tsne(rows, info, sample, os.path.join(out_dir, "tsne.png"), seed=info["seed"])
+
+
+def load_comparison(out_dir: str):
+    """``(rows, info, sample, report)`` of a comparison written by :func:`run_comparison`."""
+    with open(os.path.join(out_dir, "results.json")) as f:
+        report = json.load(f)
+    info = dict(report["protocol"])
+    sample = np.asarray(report["tsne_items"] or [], dtype=np.int64)
+    rows = [dict(r, views={}) for r in report["runs"]]
+    path = os.path.join(out_dir, "views.npz")
+    if os.path.exists(path):
+        with np.load(path) as views:
+            info["tail_mask"] = views["tail_mask"]
+            for key in views.files:
+                if "/" in key:
+                    index, name = key.split("/", 1)
+                    rows[int(index)]["views"][name] = views[key]
+    return rows, info, sample, report
+
+
+def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True) -> Dict[str, Any]:
+    """One table and one set of plots from comparisons run separately (e.g. in parallel) on the
+    same dataset under the same settings; refuses to merge different protocols."""
+    loaded = [load_comparison(d) for d in dirs]
+    rows, info, sample, report = loaded[0]
+    rows = list(rows)
+    for d, (more_rows, more_info, more_sample, more_report) in zip(dirs[1:], loaded[1:]):
+        same = ({k: v for k, v in more_info.items() if k != "tail_mask"}
+                == {k: v for k, v in info.items() if k != "tail_mask"})
+        if not same or more_report["settings"] != report["settings"] \
+                or not np.array_equal(more_sample, sample):
+            raise ValueError(f"{d}: another dataset, protocol or settings than {dirs[0]}; "
+                             "comparisons can only be merged when they share them")
+        rows += more_rows
+    os.makedirs(out_dir, exist_ok=True)
+    merged = dict(report, runs=[{k: v for k, v in r.items() if k != "views"} for r in rows])
+    _write_outputs(rows, info, sample, merged, out_dir, plots and "tail_mask" in info)
+    return merged
+
+
+def _metrics(config_dict, config_file_list, model, dataset) -> List[str]:
+    """The configured metrics (command line, dict, files or props) plus every tail-aware metric."""
+    from recbole_faerec.quick_start.quick_start import build_config
+
+    configured = build_config(model, dataset, config_file_list, config_dict)["metrics"]
+    configured = [configured] if isinstance(configured, str) else list(configured)
+    lower = {m.lower() for m in configured}
+    return configured + [m for m in ALL_TAIL_METRICS if m.lower() not in lower]
+
+
+def _protocol(config, train_data, test_data) -> Dict[str, Any]:
+    """Head/tail and group facts of the test data, shared by every model (same data, same seed)."""
+    from recbole_faerec.evaluator.popularity import evaluation_popularity
+
+    dataset = test_data._dataset
+    popularity = evaluation_popularity(train_data._dataset, config)
+    ratio = config["head_ratio"]
+    edges = list(config["popularity_groups"])
+    targets = dataset.inter_feat[dataset.iid_field].numpy()
+    counts = popularity.counts
+    groups = np.searchsorted(np.asarray(edges), counts[targets], side="right") - 1
+    item_groups = np.searchsorted(np.asarray(edges), counts[1:], side="right") - 1
+    tail = popularity.tail_mask(ratio)
+    names = popularity_groups(edges)
+    return {
+        "dataset": config["dataset"],
+        "seed": int(config["seed"]),
+        "topk": list(config["topk"]),
+        "head_ratio": ratio,
+        "popularity_source": config["popularity_source"] if hasattr(dataset, ATTRIBUTE) else "train",
+        "n_items": popularity.n_items,
+        "n_head_items": int(popularity.head_size(ratio)),
+        "min_head_count": int(counts[popularity.head_mask(ratio)].min()),
+        "test_rows": int(len(targets)),
+        "tail_test_rows": int(tail[targets].sum()),
+        "groups": names,
+        "group_items": [int((item_groups == i).sum()) for i in range(len(names))],
+        "group_test_rows": [int((groups == i).sum()) for i in range(len(names))],
+        "tail_mask": tail,
+    }
+
+
+def _sample_items(n_items: int, size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(np.arange(1, n_items + 1), size=min(size, n_items), replace=False))
+
+
+def _views(model, items: np.ndarray) -> Dict[str, np.ndarray]:
+    """The item representations to map: FAERec's (and later baselines') ID and LLM views, or a
+    plain backbone's item table."""
+    ids = torch.as_tensor(items, dtype=torch.long)
+    model.eval()
+    if hasattr(model, "item_embedding_views"):
+        return {k: v.detach().cpu().numpy() for k, v in model.item_embedding_views(ids).items()}
+    table = getattr(model, "item_embedding", None)
+    if isinstance(table, torch.nn.Embedding):
+        return {"ID": table.weight.detach()[ids.to(table.weight.device)].cpu().numpy()}
+    return {}
+
+
+def _k(info) -> int:
+    return 10 if 10 in info["topk"] else info["topk"][0]
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.4f}"
+
+
+def markdown_table(rows, info) -> str:
+    """The summary table (at K = 10, or the first ``topk``) and the popularity-group table."""
+    k = _k(info)
+    ks = info["topk"]
+    head = ["model"]
+    keys = []
+    for label, key in SUMMARY[:2]:
+        for kk in ks:
+            head.append(f"{label}@{kk}")
+            keys.append(f"{key}@{kk}")
+    for label, key in SUMMARY[2:]:
+        head.append(f"{label}@{k}")
+        keys.append(f"{key}@{k}")
+    gpu = any(r.get("peak_gpu_mb") for r in rows)
+    head += ["s/epoch", "epochs (best)"] + (["peak GPU MB"] if gpu else [])
+    lines = ["| " + " | ".join(head) + " |",
+             "|---" + "|---:" * (len(head) - 2 - gpu) + "|---|" + ("---:|" if gpu else "")]
+    for r in rows:
+        vals = [_fmt(r["test"].get(key)) for key in keys]
+        lines.append(f"| {r['model']} | " + " | ".join(vals)
+                     + f" | {r['train_s_per_epoch']:.1f} | {r['epochs']} ({r['best_epoch']}) |"
+                     + (f" {r['peak_gpu_mb']:.0f} |" if gpu else ""))
+    groups = [(g, n, it) for g, n, it in zip(info["groups"], info["group_test_rows"], info["group_items"])
+              if it > 0]
+    ghead = ["model"] + [f"{g} ({n} users)" for g, n, _ in groups]
+    glines = ["| " + " | ".join(ghead) + " |", "|---" + "|---:" * (len(ghead) - 1) + "|"]
+    for metric in ("groupndcg", "grouphit"):
+        for r in rows:
+            vals = [_fmt(r["test"].get(f"{metric}_{g}@{k}")) for g, _, _ in groups]
+            label = "NDCG" if metric == "groupndcg" else "Hit"
+            glines.append(f"| {r['model']} {label}@{k} | " + " | ".join(vals) + " |")
+    intro = (f"{info['dataset']}: {info['test_rows']} test users, {info['tail_test_rows']} with a tail "
+             f"target ({100 * info['tail_test_rows'] / max(info['test_rows'], 1):.1f} %); head = top "
+             f"{info['head_ratio']:g} of {info['n_items']} items = {info['n_head_items']} items "
+             f"(popularity >= {info['min_head_count']}, counted over "
+             f"{'the whole data' if info['popularity_source'] == 'all' else 'the training split'}).")
+    return intro + "\n\n" + "\n".join(lines) + "\n\nPer popularity group of the target item:\n\n" \
+        + "\n".join(glines) + "\n"
+
+
+def _write_tables(rows, info, out_dir) -> None:
+    """``results.md`` and ``results.csv``."""
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(markdown_table(rows, info))
+    metric_keys: List[str] = []
+    for r in rows:
+        metric_keys += [k for k in r["test"] if k not in metric_keys]
+    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", *metric_keys, "train_s_per_epoch", "epochs", "best_epoch"])
+        for r in rows:
+            writer.writerow([r["model"], *[r["test"].get(k, "") for k in metric_keys],
+                             f"{r['train_s_per_epoch']:.3f}", r["epochs"], r["best_epoch"]])
+
+
+def _command_line_settings() -> Dict[str, str]:
+    """The ``--key=value`` settings of this process's command line that RecBole's Config reads,
+    without the ones that differ between the parts of a comparison."""
+    skip = {"model", "m", "dataset", "d", "out_dir", "tsne_items", "config_files"}
+    settings = {}
+    for arg in sys.argv[1:]:
+        if arg.startswith("--") and "=" in arg:
+            key, value = arg[2:].split("=", 1)
+            if key not in skip:
+                settings[key] = value
+    return settings
+
+
+def _report(rows, info, config_dict, dataset, sample) -> Dict[str, Any]:
+    public = {k: v for k, v in info.items() if k != "tail_mask"}
+    return {
+        "dataset": dataset,
+        "settings": {**_command_line_settings(), **{k: v for k, v in config_dict.items()}},
+        "protocol": public,
+        "tsne_items": sample,
+        "runs": [{k: v for k, v in r.items() if k != "views"} for r in rows],
+    }
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_groups(rows, info, path: str) -> None:
+    """Grouped bars: Hit@K and NDCG@K per popularity group, one bar per model (paper Figure 4)."""
+    plt = _pyplot()
+    k = _k(info)
+    groups = [g for g, items in zip(info["groups"], info["group_items"]) if items > 0]
+    counts = [n for n, items in zip(info["group_test_rows"], info["group_items"]) if items > 0]
+    fig, axes = plt.subplots(1, 2, figsize=(5 + 1.6 * len(groups), 4.6))
+    width = 0.8 / max(len(rows), 1)
+    x = np.arange(len(groups))
+    # tab20 comes in (dark, light) pairs: a backbone and its FAERec version get one hue
+    colours = [plt.get_cmap("tab20")((i ^ 1) % 20) for i in range(len(rows))]
+    for ax, metric, label in ((axes[0], "grouphit", "Hit"), (axes[1], "groupndcg", "NDCG")):
+        for i, r in enumerate(rows):
+            values = [r["test"].get(f"{metric}_{g}@{k}", float("nan")) for g in groups]
+            ax.bar(x + (i - (len(rows) - 1) / 2) * width, np.nan_to_num(values), width,
+                   label=r["model"], color=colours[i])
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"{g}\n({n})" for g, n in zip(groups, counts)])
+        ax.set_xlabel("interactions of the target item (test users)")
+        ax.set_ylabel(f"{label}@{k}")
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    ncol = min(len(rows), 4)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.suptitle(f"{info['dataset']}: accuracy per popularity group")
+    fig.tight_layout(rect=(0, 0.06 * math.ceil(len(rows) / ncol), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_tsne(rows, info, items, path: str, seed: int = 0) -> None:
+    """t-SNE (scikit-learn) of the sampled items' representations, one panel per model: ID and LLM
+    views in one map where a model has both (paper Figure 5); tail items drawn hollow."""
+    from sklearn.manifold import TSNE
+
+    plt = _pyplot()
+    panels = [r for r in rows if r["views"]]
+    if not panels:
+        return
+    tail = info["tail_mask"][items]
+    cols = min(len(panels), 4)
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 4 * nrows), squeeze=False)
+    colours = {"ID": "tab:blue", "LLM": "tab:orange"}
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, panels):
+        names = list(r["views"])
+        stacked = np.concatenate([_unit(r["views"][n]) for n in names])
+        perplexity = float(min(30, max(2, (len(stacked) - 1) // 3)))
+        points = TSNE(n_components=2, init="pca", perplexity=perplexity,
+                      random_state=seed).fit_transform(stacked)
+        for j, name in enumerate(names):
+            p = points[j * len(items):(j + 1) * len(items)]
+            colour = colours.get(name, f"C{j + 2}")
+            ax.scatter(p[~tail, 0], p[~tail, 1], s=9, c=colour, label=f"{name} (head)")
+            ax.scatter(p[tail, 0], p[tail, 1], s=9, facecolors="none", edgecolors=colour, linewidths=0.6,
+                       label=f"{name} (tail)")
+        ax.set_title(r["model"], fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(fontsize=6, markerscale=1.5)
+    fig.suptitle(f"{info['dataset']}: t-SNE of {len(items)} sampled items")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, 1e-12)

@@ -1,0 +1,58 @@
+"""The comparison runner: several models, one config, a table and the two plots."""
+
+import csv
+import json
+import shutil
+
+import pytest
+from conftest import REPO, TINY_SASREC, run_py
+
+from recbole_faerec.quick_start.compare import merge_comparisons
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    work = tmp_path_factory.mktemp("compare")
+    args = [f"--{k}={v}" for k, v in {**TINY_SASREC, "embedding_size": 8}.items()]
+    proc = run_py([REPO / "run_recbole_faerec.py", "--model=SASRec,FAERec_SASRec", "--dataset=ml-100k",
+                   "--out_dir=out", "--tsne_items=120", *args], cwd=work, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work / "out"
+
+
+def test_runner_writes_table_csv_and_plots(comparison):
+    md = (comparison / "results.md").read_text()
+    assert "943 test users" in md and "head = top 0.2 of 1682 items = 336 items" in md
+    for model in ("SASRec", "FAERec_SASRec"):
+        assert f"| {model} |" in md and f"| {model} NDCG@10 |" in md
+    with open(comparison / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows] == ["SASRec", "FAERec_SASRec"]
+    for row in rows:
+        for key in ("hit@10", "ndcg@20", "tailndcg@10", "headhit@10", "coverage@10",
+                    "tailcoverage@10", "groupndcg_50+@10", "train_s_per_epoch"):
+            assert row[key] != "", key
+        assert row["epochs"] == "1" and float(row["train_s_per_epoch"]) > 0
+        assert 0 < float(row["coverage@10"]) <= 1
+    report = json.loads((comparison / "results.json").read_text())
+    assert report["protocol"]["group_test_rows"] == [11, 19, 57, 129, 727]  # 943 users in all
+    assert report["settings"]["MAX_ITEM_LIST_LENGTH"] == "5"
+    assert len(report["tsne_items"]) == 120
+    for image in ("groups.png", "tsne.png"):
+        data = (comparison / image).read_bytes()
+        assert data[:8] == PNG and len(data) > 10_000, image
+
+
+def test_merge_refuses_other_settings(comparison, tmp_path):
+    merged = merge_comparisons([comparison, comparison], tmp_path / "merged")
+    assert [r["model"] for r in merged["runs"]] == ["SASRec", "FAERec_SASRec"] * 2
+    assert (tmp_path / "merged" / "tsne.png").read_bytes()[:8] == PNG
+    other = tmp_path / "other"
+    shutil.copytree(comparison, other)
+    report = json.loads((other / "results.json").read_text())
+    report["settings"]["MAX_ITEM_LIST_LENGTH"] = "50"
+    (other / "results.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="another dataset, protocol or settings"):
+        merge_comparisons([comparison, other], tmp_path / "bad")
