@@ -51,6 +51,9 @@ from recbole.model.sequential_recommender.gru4reccpr import GRU4RecCPR
 from recbole.model.sequential_recommender.sasreccpr import SASRecCPR
 
 from recbole_faerec.embeddings import ensure_item_embeddings
+from recbole_faerec.model.sequential_recommender.fmlprec import FMLPRec
+from recbole_faerec.model.sequential_recommender.gmlp import gMLP
+from recbole_faerec.model.sequential_recommender.lrurec import LRURec
 from recbole_faerec.embeddings.store import EmbeddingFileError
 from recbole_faerec.model.curriculum import CosineCurriculum
 from recbole_faerec.model.layers import DimensionGate, FusedItemEmbedding, LLMProjector
@@ -227,6 +230,15 @@ class FAERecMixin:
             return rec_loss
         return rec_loss, self.align_weight * sum(losses.values())
 
+    # ---- analysis -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def item_embedding_views(self, items: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The ID view :math:`e_i` and the projected LLM view :math:`p_i` (eq. 2) of ``items``,
+        in the hidden space both are aligned in (what paper Figure 5 plots with t-SNE)."""
+        fused = self.item_embedding
+        items = items.to(fused.llm_table.device)
+        return {"ID": fused.id_view(items).cpu(), "LLM": fused.llm_view(items).cpu()}
+
     # ---- checkpoints ------------------------------------------------------------------------
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
         """Refuse a checkpoint trained with other item embeddings than the cached ones."""
@@ -280,5 +292,9 @@ FAERec_HRM = faerec_model(HRM)
 FAERec_NPE = faerec_model(NPE)
 FAERec_TransRec = faerec_model(TransRec)
 FAERec_SINE = faerec_model(SINE)
+# the paper's backbones that RecBole lacks (this plugin's own)
+FAERec_FMLPRec = faerec_model(FMLPRec)
+FAERec_LRURec = faerec_model(LRURec)
+FAERec_gMLP = faerec_model(gMLP)
 
 __all__ = [name for name in dir() if name.startswith("FAERec_")]
