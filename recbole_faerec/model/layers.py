@@ -152,11 +152,13 @@ class FusedItemEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         how = self.input_fusion if ids.dim() >= 2 else self.output_fusion
+        # F.embedding rather than table[ids]: same values, but its backward accumulates the rows'
+        # gradients about 2.5x faster on the CPU than indexing's index_put.
         if not self.training or self._step_tables:
-            return self._table(how)[ids]
+            return F.embedding(ids, self._table(how))
         # Fuse each distinct item once (the projector and gate cost more than a lookup).
         unique, inverse = torch.unique(ids, return_inverse=True)
-        return self._fused(unique, how)[inverse]
+        return F.embedding(inverse, self._fused(unique, how))
 
     def train(self, mode: bool = True):
         self._cache.clear()
