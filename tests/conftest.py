@@ -62,3 +62,16 @@ def amazon_beauty_local(amazon_beauty) -> Path:
                        "--data_path", amazon_beauty, "--provider", "local", "--no-progress"])
         assert proc.returncode == 0, proc.stderr
     return amazon_beauty
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A fresh item-embedding cache for ml-100k (``$RECBOLE_FAEREC_CACHE``) per test module."""
+    path = tmp_path_factory.mktemp("emb-cache")
+    old = os.environ.get("RECBOLE_FAEREC_CACHE")
+    os.environ["RECBOLE_FAEREC_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("RECBOLE_FAEREC_CACHE")
+    else:
+        os.environ["RECBOLE_FAEREC_CACHE"] = old

@@ -12,18 +12,6 @@ TINY = {**TINY_SASREC, "embedding_size": 8, "state": "WARNING", "llm_emb_provide
         "llm_emb_dimensions": 32, "train_batch_size": 1024}
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("emb-cache")
-    old = os.environ.get("RECBOLE_FAEREC_CACHE")
-    os.environ["RECBOLE_FAEREC_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("RECBOLE_FAEREC_CACHE")
-    else:
-        os.environ["RECBOLE_FAEREC_CACHE"] = old
-
-
 def build(model="FAERec_SASRec", dataset="ml-100k", **extra):
     from recbole.utils import init_seed
 

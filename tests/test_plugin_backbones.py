@@ -1,7 +1,5 @@
 """The paper's backbones RecBole lacks: FMLPRec, LRURec, gMLP (and their FAERec versions)."""
 
-import os
-
 import pytest
 import torch
 from conftest import TINY_SASREC
@@ -12,18 +10,6 @@ BACKBONES = ["FMLPRec", "LRURec", "gMLP"]
 TINY = {**TINY_SASREC, "MAX_ITEM_LIST_LENGTH": 8, "n_layers": 2, "inner_size": 16,
         "state": "WARNING", "train_batch_size": 1024, "llm_emb_provider": "tfidf",
         "llm_emb_dimensions": 32}
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("emb-cache")
-    old = os.environ.get("RECBOLE_FAEREC_CACHE")
-    os.environ["RECBOLE_FAEREC_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("RECBOLE_FAEREC_CACHE")
-    else:
-        os.environ["RECBOLE_FAEREC_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
