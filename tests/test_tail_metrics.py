@@ -177,6 +177,8 @@ def test_collector_on_real_training_data(ml100k):
     ({"popularity_groups": [1, 5, 5, 20]}, "strictly increasing"),
     ({"popularity_groups": ["a"]}, "integer lower bounds"),
     ({"popularity_source": "test"}, "popularity_source must be one of"),
+    ({"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "mode": "full"}},
+     "need one target item per test user"),
 ])
 def test_bad_settings_are_config_errors(settings, message):
     with pytest.raises(EvaluationConfigError, match=message):

@@ -112,6 +112,19 @@ class Config(RecBoleConfig):
             self.final_config_dict["train_neg_sample_args"] = None
         self._check_evaluation()
         super()._set_default_parameters()
+        self._check_tail_split()
+
+    def _check_tail_split(self):
+        """The tail-aware metrics average over users by their one target item: they need a
+        leave-one-out split (RecBole's ``LS``); say so before training rather than after it."""
+        from recbole_faerec.evaluator.metrics import uses_tail_metrics
+        from recbole_faerec.evaluator.popularity import EvaluationConfigError
+
+        split = (self.final_config_dict.get("eval_args") or {}).get("split") or {}
+        if uses_tail_metrics(self) and "LS" not in split:
+            raise EvaluationConfigError(
+                f"the tail-aware metrics need one target item per test user, i.e. a leave-one-out "
+                f"split (eval_args.split: {{'LS': 'valid_and_test'}}); this config splits by {split}")
 
     def _check_evaluation(self):
         """Unknown metric names and bad tail-evaluation settings, as clear errors up front."""

@@ -150,11 +150,18 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True) -> Dict
 
 
 def _metrics(config_dict, config_file_list, model, dataset) -> List[str]:
-    """The configured metrics (command line, dict, files or props) plus every tail-aware metric."""
+    """The configured metrics (command line, dict, files or props) plus every tail-aware metric,
+    where the model's split is leave-one-out (the tail-aware metrics need one target per user;
+    e.g. RecBole's general models split randomly by default)."""
     from recbole_faerec.quick_start.quick_start import build_config
 
-    configured = build_config(model, dataset, config_file_list, config_dict)["metrics"]
+    config = build_config(model, dataset, config_file_list, config_dict)
+    configured = config["metrics"]
     configured = [configured] if isinstance(configured, str) else list(configured)
+    if "LS" not in (config["eval_args"]["split"] or {}):
+        getLogger().warning(f"{model}: split {config['eval_args']['split']} is not leave-one-out; "
+                            "its comparison row has no tail-aware metrics")
+        return configured
     lower = {m.lower() for m in configured}
     return configured + [m for m in ALL_TAIL_METRICS if m.lower() not in lower]
 
