@@ -1,0 +1,94 @@
+"""Milliseconds per training step of backbones and their FAERec versions, and where the time goes.
+
+    python benchmarks/profile_step.py --dataset amazon-beauty --data_path dataset/ --device cuda
+    python benchmarks/profile_step.py --dataset amazon-scientific --data_path dataset/ \
+        --models GRU4Rec,FAERec_GRU4Rec --device cpu
+
+For each model: the mean time of a full training step (loss, backward, Adam) over ``--steps`` real
+batches after 4 warm-up steps, and ``torch.profiler``'s count of kernel launches and host
+synchronisations per step (CUDA) with its top operators by self CPU time. Settings: the benchmarks'
+shared ones (sequence length 20, hidden 64, FFN 256), overridable as ``--key=value``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import recbole_faerec  # noqa: E402,F401
+from recbole.utils import init_seed  # noqa: E402
+from recbole_faerec.quick_start import build_config, load_dataset  # noqa: E402
+from recbole_faerec.utils import get_model  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--data_path", default="dataset/")
+    parser.add_argument("--models", default="SASRec,FAERec_SASRec,GRU4Rec,FAERec_GRU4Rec")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--no_profile", action="store_true")
+    args, extra = parser.parse_known_args(argv)
+    settings = {"MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 64, "embedding_size": 64, "inner_size": 256,
+                "data_path": os.path.abspath(args.data_path), "state": "WARNING", "show_progress": False}
+    models = args.models.split(",")
+    config = build_config(models[0], args.dataset, config_dict=settings)
+    _, train, _, _ = load_dataset(config)
+    batches = [b.to(args.device) for _, b in zip(range(args.steps + 4), train)]
+    cuda = args.device.startswith("cuda")
+    for name in models:
+        config = build_config(name, args.dataset, config_dict={**settings, "device": args.device})
+        init_seed(config["seed"], True)
+        model = get_model(name)(config, train._dataset).to(args.device)
+        if hasattr(model, "set_epoch"):
+            model.set_epoch(15)  # both alignment terms on (curriculum mid-period)
+        optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+        model.train()
+
+        def step(batch):
+            optimizer.zero_grad()
+            out = model.calculate_loss(batch)
+            losses = out if isinstance(out, tuple) else (out,)
+            loss = sum(losses)
+            [x.item() for x in losses]  # what RecBole's trainer does to log them
+            loss.backward()
+            optimizer.step()
+
+        for batch in batches[:4]:
+            step(batch)
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for batch in batches[4:]:
+            step(batch)
+        if cuda:
+            torch.cuda.synchronize()
+        print(f"{name}: {1000 * (time.perf_counter() - start) / args.steps:.1f} ms/step", flush=True)
+        if args.no_profile:
+            continue
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            for batch in batches[4:9]:
+                step(batch)
+            if cuda:
+                torch.cuda.synchronize()
+        table = prof.key_averages()
+        if cuda:
+            launches = sum(e.count for e in table if e.key in ("cudaLaunchKernel", "cudaLaunchKernelExC"))
+            syncs = sum(e.count for e in table if "Synchronize" in e.key or e.key == "cudaMemcpyAsync")
+            print(f"  kernel launches per step {launches / 5:.0f}, synchronising calls per step {syncs / 5:.0f}")
+        print(table.table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+if __name__ == "__main__":
+    main()
