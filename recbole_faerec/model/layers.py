@@ -110,9 +110,8 @@ class FusedItemEmbedding(nn.Module):
         if how == "id":
             return e
         fused = fuse(e, self.llm_view(ids), how, self.gate)
-        extra = ids >= self.n_llm
-        if extra.any():
-            fused = torch.where(extra.unsqueeze(-1), e, fused)
+        if self.num_embeddings > self.n_llm:  # a static check: no host sync on a GPU
+            fused = torch.where((ids >= self.n_llm).unsqueeze(-1), e, fused)
         if self.padding_idx is not None:
             fused = fused.masked_fill((ids == self.padding_idx).unsqueeze(-1), 0.0)
         return fused
