@@ -38,13 +38,19 @@ def _config(**extra):
         "metric_decimal_place": 6, **extra})
 
 
-def _evaluate(config, scores, targets):
-    """RecBole's Evaluator on what the TailCollector collected for these rows."""
+def _collector(config):
+    """A TailCollector holding the popularity of :data:`COUNTS` (what ``data_collect`` stores)."""
     popularity = ItemPopularity(COUNTS, FIRST_SEEN)
     collector = TailCollector(config)
     collector.data_struct.set(POPULARITY, torch.as_tensor(popularity.counts))
     collector.data_struct.set(TAIL_MASK, torch.as_tensor(popularity.tail_mask(config["head_ratio"])))
     collector.data_struct.set("data.num_items", len(COUNTS))
+    return collector
+
+
+def _evaluate(config, scores, targets):
+    """RecBole's Evaluator on what the TailCollector collected for these rows."""
+    collector = _collector(config)
     scores = torch.tensor(scores, dtype=torch.float)
     scores[:, 0] = -math.inf  # RecBole's full-sort evaluation never ranks the padding id
     collector.eval_batch_collect(scores, None, torch.arange(len(targets)), torch.tensor(targets))
@@ -105,11 +111,7 @@ def test_group_without_items_is_left_out_and_empty_subset_is_nan():
 
 def test_several_targets_per_row_are_refused():
     config = _config()
-    collector = TailCollector(config)
-    popularity = ItemPopularity(COUNTS, FIRST_SEEN)
-    collector.data_struct.set(POPULARITY, torch.as_tensor(popularity.counts))
-    collector.data_struct.set(TAIL_MASK, torch.as_tensor(popularity.tail_mask(0.2)))
-    collector.data_struct.set("data.num_items", len(COUNTS))
+    collector = _collector(config)
     scores = torch.tensor([_ranked([1, 2, 3])] * 2)
     collector.eval_batch_collect(scores, None, torch.tensor([0, 0, 1]), torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="one target item per evaluation row"):

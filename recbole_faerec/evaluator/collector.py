@@ -15,7 +15,7 @@ import torch
 from recbole.evaluator import Collector
 
 from recbole_faerec.evaluator.metrics import POPULARITY, TAIL_MASK, TARGETS
-from recbole_faerec.evaluator.popularity import check_against_data, evaluation_popularity
+from recbole_faerec.evaluator.popularity import check_against_data, evaluation_popularity, head_ratio
 
 
 class TailCollector(Collector):
@@ -27,9 +27,8 @@ class TailCollector(Collector):
             return
         popularity = evaluation_popularity(train_data.dataset, self.config, getLogger())
         check_against_data(popularity, self.config)
-        ratio = self.config["head_ratio"] or 0.2
         self.data_struct.set(POPULARITY, torch.as_tensor(popularity.counts))
-        self.data_struct.set(TAIL_MASK, torch.as_tensor(popularity.tail_mask(ratio)))
+        self.data_struct.set(TAIL_MASK, torch.as_tensor(popularity.tail_mask(head_ratio(self.config))))
 
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
         super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)

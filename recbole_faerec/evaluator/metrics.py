@@ -35,7 +35,7 @@ from recbole.evaluator.base_metric import AbstractMetric, TopkMetric
 from recbole.evaluator.metrics import NDCG, Hit
 from recbole.utils import EvaluatorType
 
-from recbole_faerec.evaluator.popularity import group_of, popularity_groups
+from recbole_faerec.evaluator.popularity import group_edges, group_of, popularity_groups
 
 TARGETS = "rec.targets"
 POPULARITY = "data.item_popularity"
@@ -45,9 +45,9 @@ TAIL_MASK = "data.tail_mask"
 def _targets(dataobject) -> np.ndarray:
     if TARGETS not in dataobject:
         raise RuntimeError(
-            "tail-aware metrics need recbole_faerec's TailCollector: the trainer's eval_collector "
-            "is RecBole's Collector (use recbole_faerec.quick_start, or set "
-            "trainer.eval_collector = recbole_faerec.evaluator.TailCollector(config))")
+            "tail-aware metrics need recbole_faerec's TailCollector: import recbole_faerec before "
+            "the trainer is built (it makes TailCollector RecBole's trainers' collector), or set "
+            "trainer.eval_collector = recbole_faerec.evaluator.TailCollector(config)")
     targets = dataobject.get(TARGETS).numpy()
     if (targets < 0).any():
         raise ValueError(
@@ -57,43 +57,47 @@ def _targets(dataobject) -> np.ndarray:
     return targets
 
 
-def _tail_mask(dataobject) -> np.ndarray:
-    if TAIL_MASK not in dataobject:
+def _collected(dataobject, key: str) -> np.ndarray:
+    """The item popularity (``POPULARITY``) or tail mask (``TAIL_MASK``) the collector gathered."""
+    if key not in dataobject:
         raise RuntimeError(
             "tail-aware metrics: no item popularity was collected (the trainer's fit() collects it "
             "from the training data; before a standalone evaluate() call "
             "trainer.eval_collector.data_collect(train_data))")
-    return dataobject.get(TAIL_MASK).numpy()
+    return dataobject.get(key).numpy()
 
 
-class _SubsetTopk(TopkMetric):
-    """Hit or NDCG over the rows whose target item is in a subset of the items."""
+class _RowsTopk(TopkMetric):
+    """RecBole's Hit or NDCG (``base``), averaged over a subset of the evaluation rows."""
 
-    metric_need = ["rec.topk", TARGETS, TAIL_MASK]
     base = "hit"
-    tail = True
 
     def __init__(self, config):
         super().__init__(config)
         self._metric = Hit(config) if self.base == "hit" else NDCG(config)
 
+    def rows_result(self, name, pos_index, pos_len, rows) -> Dict[str, float]:
+        """``{name@K: value}`` over ``rows`` (a boolean mask); ``nan`` when no row is selected."""
+        if not rows.any():
+            return {f"{name}@{k}": float("nan") for k in self.topk}
+        if self.base == "hit":
+            values = self._metric.metric_info(pos_index[rows])
+        else:
+            values = self._metric.metric_info(pos_index[rows], pos_len[rows])
+        return self.topk_result(name, values)
+
+
+class _SubsetTopk(_RowsTopk):
+    """Hit or NDCG over the rows whose target item is a tail (``tail``) or a head item."""
+
+    metric_need = ["rec.topk", TARGETS, TAIL_MASK]
+    tail = True
+
     def calculate_metric(self, dataobject) -> Dict[str, float]:
         pos_index, pos_len = self.used_info(dataobject)
-        targets = _targets(dataobject)
-        in_tail = _tail_mask(dataobject)[targets]
-        rows = in_tail if self.tail else ~in_tail
+        in_tail = _collected(dataobject, TAIL_MASK)[_targets(dataobject)]
         name = ("tail" if self.tail else "head") + self.base
-        return _subset_result(self, name, pos_index, pos_len, rows)
-
-
-def _subset_result(metric, name, pos_index, pos_len, rows) -> Dict[str, float]:
-    if not rows.any():
-        return {f"{name}@{k}": float("nan") for k in metric.topk}
-    if isinstance(metric._metric, Hit):
-        values = metric._metric.metric_info(pos_index[rows])
-    else:
-        values = metric._metric.metric_info(pos_index[rows], pos_len[rows])
-    return metric.topk_result(name, values)
+        return self.rows_result(name, pos_index, pos_len, in_tail if self.tail else ~in_tail)
 
 
 class TailHit(_SubsetTopk):
@@ -131,7 +135,7 @@ class _Coverage(AbstractMetric):
 
     def calculate_metric(self, dataobject) -> Dict[str, float]:
         items = dataobject.get("rec.items").numpy()
-        tail = _tail_mask(dataobject)
+        tail = _collected(dataobject, TAIL_MASK)
         name = "tailcoverage" if self.tail else "coverage"
         universe = tail if self.tail else np.arange(len(tail)) > 0
         result = {}
@@ -155,32 +159,27 @@ class TailCoverage(_Coverage):
     tail = True
 
 
-class _GroupTopk(TopkMetric):
+class _GroupTopk(_RowsTopk):
     """Hit or NDCG per group of target popularity (paper Figure 4)."""
 
     metric_need = ["rec.topk", TARGETS, POPULARITY]
-    base = "hit"
 
     def __init__(self, config):
         super().__init__(config)
-        self._metric = Hit(config) if self.base == "hit" else NDCG(config)
-        self.edges = config["popularity_groups"] or [1, 5, 10, 20, 50]
+        self.edges = group_edges(config)
         self.names = popularity_groups(self.edges)
 
     def calculate_metric(self, dataobject) -> Dict[str, float]:
         pos_index, pos_len = self.used_info(dataobject)
         targets = _targets(dataobject)
-        if POPULARITY not in dataobject:
-            _tail_mask(dataobject)  # the same explanation
-        counts = dataobject.get(POPULARITY).numpy()
+        counts = _collected(dataobject, POPULARITY)
         item_groups = group_of(counts[1:], self.edges)
         row_groups = group_of(counts[targets], self.edges)
         result = {}
         for index, group in enumerate(self.names):
-            if not (item_groups == index).any():
-                continue
-            name = f"group{self.base}_{group}"
-            result.update(_subset_result(self, name, pos_index, pos_len, row_groups == index))
+            if (item_groups == index).any():
+                result.update(self.rows_result(f"group{self.base}_{group}", pos_index, pos_len,
+                                               row_groups == index))
         return result
 
 

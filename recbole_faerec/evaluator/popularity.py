@@ -23,8 +23,12 @@ from typing import List, Sequence
 
 import numpy as np
 
+from recbole_faerec.utils.utils import config_get
+
 ATTRIBUTE = "faerec_item_popularity"
 SOURCES = ("all", "train")
+DEFAULT_HEAD_RATIO = 0.2
+DEFAULT_GROUPS = [1, 5, 10, 20, 50]
 
 
 class EvaluationConfigError(ValueError):
@@ -85,18 +89,28 @@ def group_of(counts: np.ndarray, edges: Sequence[int]) -> np.ndarray:
     return np.searchsorted(np.asarray(edges), counts, side="right") - 1
 
 
+def head_ratio(config) -> float:
+    """``head_ratio`` (default 0.2, paper §3)."""
+    return config_get(config, "head_ratio", DEFAULT_HEAD_RATIO)
+
+
+def group_edges(config) -> List[int]:
+    """``popularity_groups``: lower bounds of the groups (default those of paper Fig. 4)."""
+    return config_get(config, "popularity_groups", DEFAULT_GROUPS)
+
+
 def check_evaluation_settings(config) -> None:
     """Config-level checks of ``head_ratio``, ``popularity_source`` and ``popularity_groups``."""
-    ratio = _get(config, "head_ratio", 0.2)
+    ratio = head_ratio(config)
     if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
         raise EvaluationConfigError(
             f"head_ratio must be a number strictly between 0 and 1 (the share of items that are "
             f"head items; the paper uses 0.2), got {ratio!r}")
-    source = _get(config, "popularity_source", "all")
+    source = config_get(config, "popularity_source", "all")
     if source not in SOURCES:
         raise EvaluationConfigError(
             f"popularity_source must be one of {', '.join(SOURCES)}, got {source!r}")
-    edges = _get(config, "popularity_groups", [1, 5, 10, 20, 50])
+    edges = group_edges(config)
     if (not isinstance(edges, (list, tuple)) or not edges
             or not all(isinstance(e, int) and not isinstance(e, bool) for e in edges)):
         raise EvaluationConfigError(
@@ -109,14 +123,14 @@ def check_evaluation_settings(config) -> None:
 
 def check_against_data(popularity: ItemPopularity, config) -> None:
     """Dataset-level checks: a non-empty head and tail, and at least two non-empty groups."""
-    ratio = _get(config, "head_ratio", 0.2)
+    ratio = head_ratio(config)
     n = popularity.n_items
     head = popularity.head_size(ratio)
     if head < 1 or head >= n:
         raise EvaluationConfigError(
             f"head_ratio {ratio} gives {head} head items out of {n}: the dataset is too small for "
             f"a head/tail split at this ratio (need 1 <= floor(head_ratio * n) < n)")
-    edges = _get(config, "popularity_groups", [1, 5, 10, 20, 50])
+    edges = group_edges(config)
     groups = group_of(popularity.counts[1:], edges)
     filled = np.unique(groups[groups >= 0])
     if len(edges) > 1 and len(filled) < 2:
@@ -155,7 +169,7 @@ def evaluation_popularity(train_dataset, config, logger=None) -> ItemPopularity:
     from recbole_faerec.model.popularity import train_popularity
 
     attached = getattr(train_dataset, ATTRIBUTE, None)
-    source = _get(config, "popularity_source", "all")
+    source = config_get(config, "popularity_source", "all")
     if attached is None:
         if logger is not None:
             logger.warning(
@@ -175,11 +189,3 @@ def evaluation_popularity(train_dataset, config, logger=None) -> ItemPopularity:
             counts[0] = 0
         return attached.with_counts(counts)
     return attached
-
-
-def _get(config, key, default):
-    try:
-        value = config[key]
-    except KeyError:
-        return default
-    return default if value is None else value

@@ -30,7 +30,14 @@ import numpy as np
 import torch
 
 from recbole_faerec.evaluator.metrics import METRICS
-from recbole_faerec.evaluator.popularity import ATTRIBUTE, popularity_groups
+from recbole_faerec.evaluator.popularity import (
+    ATTRIBUTE,
+    evaluation_popularity,
+    group_edges,
+    group_of,
+    head_ratio,
+    popularity_groups,
+)
 from recbole_faerec.quick_start.quick_start import train_and_test
 
 ALL_TAIL_METRICS = [cls.__name__ for cls in METRICS]
@@ -168,16 +175,14 @@ def _metrics(config_dict, config_file_list, model, dataset) -> List[str]:
 
 def _protocol(config, train_data, test_data) -> Dict[str, Any]:
     """Head/tail and group facts of the test data, shared by every model (same data, same seed)."""
-    from recbole_faerec.evaluator.popularity import evaluation_popularity
-
     dataset = test_data._dataset
     popularity = evaluation_popularity(train_data._dataset, config)
-    ratio = config["head_ratio"]
-    edges = list(config["popularity_groups"])
+    ratio = head_ratio(config)
+    edges = list(group_edges(config))
     targets = dataset.inter_feat[dataset.iid_field].numpy()
     counts = popularity.counts
-    groups = np.searchsorted(np.asarray(edges), counts[targets], side="right") - 1
-    item_groups = np.searchsorted(np.asarray(edges), counts[1:], side="right") - 1
+    groups = group_of(counts[targets], edges)
+    item_groups = group_of(counts[1:], edges)
     tail = popularity.tail_mask(ratio)
     names = popularity_groups(edges)
     return {

@@ -71,18 +71,3 @@ class CausalSequentialRecommender(SequentialRecommender):
     def full_sort_predict(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return torch.matmul(seq_output, self.item_embedding.weight.transpose(0, 1))
-
-
-class FeedForward(nn.Module):
-    """Position-wise ``H -> inner -> H`` with GELU, dropout, residual and LayerNorm."""
-
-    def __init__(self, hidden_size: int, inner_size: int, dropout: float, eps: float = 1e-12):
-        super().__init__()
-        self.dense_1 = nn.Linear(hidden_size, inner_size)
-        self.dense_2 = nn.Linear(inner_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
-        self.layer_norm = nn.LayerNorm(hidden_size, eps=eps)
-
-    def forward(self, x):
-        y = self.dense_2(nn.functional.gelu(self.dense_1(x)))
-        return self.layer_norm(x + self.dropout(y))

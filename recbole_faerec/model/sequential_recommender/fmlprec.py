@@ -21,9 +21,10 @@ every earlier output unchanged.
 from __future__ import annotations
 
 import torch
+from recbole.model.layers import FeedForward
 from torch import nn
 
-from recbole_faerec.model.sequential_recommender._causal import CausalSequentialRecommender, FeedForward
+from recbole_faerec.model.sequential_recommender._causal import CausalSequentialRecommender
 from recbole_faerec.utils.utils import config_get
 
 __all__ = ["FMLPRec"]
@@ -73,7 +74,7 @@ class FMLPRec(CausalSequentialRecommender):
             CausalFilterLayer(self.max_seq_length, self.hidden_size, dropout, eps)
             for _ in range(config["n_layers"]))
         self.feed_forwards = nn.ModuleList(
-            FeedForward(self.hidden_size, inner, dropout, eps) for _ in range(config["n_layers"]))
+            FeedForward(self.hidden_size, inner, dropout, "gelu", eps) for _ in range(config["n_layers"]))
         self.apply(self._init_weights)
 
     def encode(self, item_seq):

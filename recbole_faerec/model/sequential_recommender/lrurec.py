@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 
 import torch
+from recbole.model.layers import FeedForward
 from torch import nn
 
-from recbole_faerec.model.sequential_recommender._causal import CausalSequentialRecommender, FeedForward
+from recbole_faerec.model.sequential_recommender._causal import CausalSequentialRecommender
 from recbole_faerec.utils.utils import config_get
 
 __all__ = ["LRURec"]
@@ -110,7 +111,7 @@ class LRURec(CausalSequentialRecommender):
                      config_get(config, "r_max", 0.99), eps)
             for _ in range(config["n_layers"]))
         self.feed_forwards = nn.ModuleList(
-            FeedForward(self.hidden_size, inner, dropout, eps) for _ in range(config["n_layers"]))
+            FeedForward(self.hidden_size, inner, dropout, "gelu", eps) for _ in range(config["n_layers"]))
         self.apply(self._init_weights)
         self.parallel = True
 
