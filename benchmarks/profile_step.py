@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ def main(argv=None):
     parser.add_argument("--models", default="SASRec,FAERec_SASRec,GRU4Rec,FAERec_GRU4Rec")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=1, help="timing rounds (median reported)")
     parser.add_argument("--no_profile", action="store_true")
     args, extra = parser.parse_known_args(argv)
     settings = {"MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 64, "embedding_size": 64, "inner_size": 256,
@@ -44,7 +46,8 @@ def main(argv=None):
     _, train, _, _ = load_dataset(config)
     batches = [b.to(args.device) for _, b in zip(range(args.steps + 4), train)]
     cuda = args.device.startswith("cuda")
-    for name in models:
+
+    def make_step(name):
         config = build_config(name, args.dataset, config_dict={**settings, "device": args.device})
         init_seed(config["seed"], True)
         model = get_model(name)(config, train._dataset).to(args.device)
@@ -64,6 +67,9 @@ def main(argv=None):
 
         for batch in batches[:4]:
             step(batch)
+        return step
+
+    def timed(step):
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -71,10 +77,26 @@ def main(argv=None):
             step(batch)
         if cuda:
             torch.cuda.synchronize()
-        print(f"{name}: {1000 * (time.perf_counter() - start) / args.steps:.1f} ms/step", flush=True)
-        if args.no_profile:
-            continue
-        from torch.profiler import ProfilerActivity, profile
+        return 1000 * (time.perf_counter() - start) / args.steps
+
+    steps = {name: make_step(name) for name in models}
+    # the models take turns, round after round, so that a noisy neighbour hits them alike
+    times = {name: [] for name in models}
+    for _ in range(args.rounds):
+        for name in models:
+            times[name].append(timed(steps[name]))
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    for name in models:
+        base = name[len("FAERec_"):] if name.startswith("FAERec_") else None
+        ratio = f", {medians[name] / medians[base]:.2f}x {base}" if base in medians else ""
+        spread = ", ".join(f"{t:.0f}" for t in times[name])
+        print(f"{name}: {medians[name]:.1f} ms/step (median of {args.rounds} rounds: {spread}){ratio}",
+              flush=True)
+    if args.no_profile:
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    for name, step in steps.items():
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=activities) as prof:
@@ -86,7 +108,9 @@ def main(argv=None):
         if cuda:
             launches = sum(e.count for e in table if e.key in ("cudaLaunchKernel", "cudaLaunchKernelExC"))
             syncs = sum(e.count for e in table if "Synchronize" in e.key or e.key == "cudaMemcpyAsync")
-            print(f"  kernel launches per step {launches / 5:.0f}, synchronising calls per step {syncs / 5:.0f}")
+            print(f"{name}: kernel launches per step {launches / 5:.0f}, "
+                  f"synchronising calls per step {syncs / 5:.0f}")
+        print(f"{name}, top operators over 5 steps:")
         print(table.table(sort_by="self_cpu_time_total", row_limit=12))
 
 

@@ -146,3 +146,42 @@ def test_rows_beyond_llm_table_use_id_embedding():
     f = make_fused(extra_rows=1)  # e.g. BERT4Rec's mask token
     f.eval()
     torch.testing.assert_close(f.weight[6], f.id_embedding.weight[6])
+
+
+def test_cpu_dropout_keeps_units_at_rate_and_scales_them():
+    from recbole_faerec.model.layers import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    x = torch.ones(400, 500, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert kept.float().mean().item() == pytest.approx(0.7, abs=0.005)  # 200k draws: sd 0.001
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.7)  # gradient through kept units only
+    assert not torch.equal(drop(x), y)  # a fresh mask per call
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
+
+
+def test_one_projector_pass_per_shared_step():
+    f = make_fused()
+    calls = []
+    f.projector.register_forward_hook(lambda *a: calls.append(1))
+    f.train()
+    items = torch.tensor([1, 2, 4])
+    with f.shared_tables():
+        table = f.weight                              # the full table (CE)
+        seq = f(torch.tensor([[1, 2, 0], [3, 4, 5]]))  # the input lookups
+        e, p = f.views(items)                          # the alignment views
+    assert len(calls) == 1
+    torch.testing.assert_close(seq[1], table[[3, 4, 5]])
+    torch.testing.assert_close(e, f.id_embedding.weight[items])
+    torch.testing.assert_close(p, f.llm_view(items))  # dropout 0: the same values as a new pass
+    p.sum().backward()                                 # and the step's pass carries the gradient
+    assert f.projector.net[0].weight.grad.abs().sum() > 0
+    with f.shared_tables():
+        f.weight
+    assert len(calls) == 3  # llm_view above, then a new step projects again

@@ -18,6 +18,22 @@ import torch.nn.functional as F
 FUSIONS = ("gate", "mean", "id")
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` that draws its mask with ``torch.rand`` on the CPU.
+
+    The same distribution (each unit kept with probability 1 - p, kept units scaled by 1/(1 - p)),
+    but about 2.5x faster than the ``bernoulli_`` of PyTorch's CPU dropout, which the projector and
+    gate pay over the whole item table at every training step. Other devices use ``nn.Dropout``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu" or self.p >= 1:
+            return super().forward(x)
+        keep = 1.0 - self.p
+        mask = torch.rand_like(x).lt_(keep).mul_(1.0 / keep)
+        return x * mask
+
+
 class LLMProjector(nn.Module):
     r"""Eq. (2): :math:`p_i = W_b\,\mathrm{Drop}(\mathrm{GELU}(W_a l_i + c_a)) + c_b`, a 2-layer MLP from
     the frozen LLM embedding (e.g. 1536-d) to the item embedding size."""
@@ -25,7 +41,7 @@ class LLMProjector(nn.Module):
     def __init__(self, llm_dim: int, out_dim: int, hidden: Optional[int] = None, dropout: float = 0.3):
         super().__init__()
         hidden = hidden or max(out_dim, llm_dim // 2)
-        self.net = nn.Sequential(nn.Linear(llm_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+        self.net = nn.Sequential(nn.Linear(llm_dim, hidden), nn.GELU(), Dropout(dropout),
                                  nn.Linear(hidden, out_dim))
 
     def forward(self, llm: torch.Tensor) -> torch.Tensor:
@@ -39,7 +55,7 @@ class DimensionGate(nn.Module):
     def __init__(self, dim: int, dropout: float = 0.1):
         super().__init__()
         self.fc1 = nn.Linear(2 * dim, 2 * dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.fc2 = nn.Linear(2 * dim, dim)
         nn.init.zeros_(self.fc2.bias)
 
@@ -101,37 +117,56 @@ class FusedItemEmbedding(nn.Module):
 
     def llm_view(self, ids: torch.Tensor) -> torch.Tensor:
         """Projected LLM embeddings :math:`P(L[ids])`; ids outside the LLM table get zeros."""
+        if self.num_embeddings <= self.n_llm:  # a static check: every item has an LLM row
+            return self.projector(self.llm_table[ids])
         inside = ids < self.n_llm
         out = self.projector(self.llm_table[ids.clamp(max=self.n_llm - 1)])
         return torch.where(inside.unsqueeze(-1), out, torch.zeros_like(out))
 
-    def _fused(self, ids: torch.Tensor, how: str) -> torch.Tensor:
+    def views(self, ids: torch.Tensor):
+        """``(id_view(ids), llm_view(ids))`` for the alignment losses. Within :meth:`shared_tables`,
+        the LLM view is read from the step's full-table projector pass (the same values, dropout
+        mask included) instead of a second projector pass."""
+        if self.training and self._step_tables:
+            return self.id_view(ids), F.embedding(ids, self._step_llm_view())
+        return self.id_view(ids), self.llm_view(ids)
+
+    def _fused(self, ids: torch.Tensor, how: str, p: Optional[torch.Tensor] = None) -> torch.Tensor:
         e = self.id_view(ids)
         if how == "id":
             return e
-        fused = fuse(e, self.llm_view(ids), how, self.gate)
+        fused = fuse(e, self.llm_view(ids) if p is None else p, how, self.gate)
         if self.num_embeddings > self.n_llm:  # a static check: no host sync on a GPU
             fused = torch.where((ids >= self.n_llm).unsqueeze(-1), e, fused)
         if self.padding_idx is not None:
             fused = fused.masked_fill((ids == self.padding_idx).unsqueeze(-1), 0.0)
         return fused
 
+    def _all_ids(self) -> torch.Tensor:
+        return torch.arange(self.num_embeddings, device=self.llm_table.device)
+
+    def _step_llm_view(self) -> torch.Tensor:
+        if "llm_view" not in self._cache:
+            self._cache["llm_view"] = self.llm_view(self._all_ids())
+        return self._cache["llm_view"]
+
     def _table(self, how: str) -> torch.Tensor:
-        ids = torch.arange(self.num_embeddings, device=self.llm_table.device)
         if self.training and not self._step_tables:
-            return self._fused(ids, how)
+            return self._fused(self._all_ids(), how)
         if how not in self._cache:
             if self.training:
-                self._cache[how] = self._fused(ids, how)
+                p = None if how == "id" else self._step_llm_view()
+                self._cache[how] = self._fused(self._all_ids(), how, p)
             else:
                 with torch.no_grad():
-                    self._cache[how] = self._fused(ids, how)
+                    self._cache[how] = self._fused(self._all_ids(), how)
         return self._cache[how]
 
     @contextmanager
     def shared_tables(self):
-        """Within one training step, fuse every item once and let the sequence input and the
-        full-table output (CE) share that table, instead of fusing twice."""
+        """Within one training step, fuse every item once and let the sequence input, the
+        full-table output (CE) and the alignment views share that pass, instead of projecting and
+        fusing again for each."""
         self._step_tables = True
         try:
             yield

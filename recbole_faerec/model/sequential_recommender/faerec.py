@@ -21,6 +21,7 @@ A new backbone costs one line: ``FAERec_X = faerec_model(X)``.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Dict
 
 import numpy as np
@@ -204,7 +205,7 @@ class FAERecMixin:
         use_feature = self.feature_align and w_feat > 0
         if not (use_item or use_feature):
             return {}
-        e, p = fused.id_view(items), fused.llm_view(items)  # one projector pass for both terms
+        e, p = fused.views(items)  # one projector pass for both terms (the step's, under CE)
         out = {}
         if use_item:
             dup_ids = items if "align_duplicates" in self.quirks else None
@@ -220,12 +221,11 @@ class FAERecMixin:
 
         Returns ``(rec_loss, alignment_loss)`` so RecBole's trainer logs both.
         """
-        if self.faerec_loss_type == "CE":  # the full table is fused anyway: share it with the input
-            with self.item_embedding.shared_tables():
-                rec_loss = super().calculate_loss(interaction)
-        else:
+        # CE fuses the full table anyway: the input lookups and the alignment views share that pass
+        shared = self.item_embedding.shared_tables() if self.faerec_loss_type == "CE" else nullcontext()
+        with shared:
             rec_loss = super().calculate_loss(interaction)
-        losses = self.alignment_losses(self.alignment_items(interaction))
+            losses = self.alignment_losses(self.alignment_items(interaction))
         if not losses or self.align_weight == 0:
             return rec_loss
         return rec_loss, self.align_weight * sum(losses.values())
