@@ -185,3 +185,40 @@ def test_one_projector_pass_per_shared_step():
     with f.shared_tables():
         f.weight
     assert len(calls) == 3  # llm_view above, then a new step projects again
+
+
+def _reference_item_alignment(e, p, tau, ids=None):
+    """Eq. (5) the plain way: cosine logits / tau, duplicates masked, torch's cross-entropy."""
+    logits = torch.nn.functional.normalize(e, dim=-1) @ torch.nn.functional.normalize(p, dim=-1).t() / tau
+    if ids is not None:
+        same = ids.unsqueeze(0) == ids.unsqueeze(1)
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, torch.arange(len(e)))
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_item_alignment_matches_cross_entropy_with_gradients(duplicates):
+    torch.manual_seed(0)
+    e = torch.randn(300, 16, requires_grad=True)
+    p = torch.randn(300, 16, requires_grad=True)
+    ids = torch.randint(1, 120, (300,)) if duplicates else None
+    got = item_alignment_loss(e, p, 0.05, ids)
+    want = _reference_item_alignment(e, p, 0.05, ids)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(2.5 * got, [e, p]), torch.autograd.grad(2.5 * want, [e, p])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_item_alignment_under_autocast_and_twice_backward():
+    torch.manual_seed(0)
+    e = torch.randn(64, 8, requires_grad=True)
+    p = torch.randn(64, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = item_alignment_loss(e, p, 0.1)
+    assert loss.dtype == torch.float32  # the softmax runs in float32, as cross_entropy's does
+    torch.testing.assert_close(loss, _reference_item_alignment(e, p, 0.1))
+    loss.backward(retain_graph=True)
+    assert e.grad.dtype == torch.float32 and e.grad.abs().sum() > 0
+    with pytest.raises(RuntimeError):  # its buffer became the gradient: a second pass must fail
+        loss.backward()

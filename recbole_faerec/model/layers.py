@@ -131,8 +131,9 @@ class FusedItemEmbedding(nn.Module):
             return self.id_view(ids), F.embedding(ids, self._step_llm_view())
         return self.id_view(ids), self.llm_view(ids)
 
-    def _fused(self, ids: torch.Tensor, how: str, p: Optional[torch.Tensor] = None) -> torch.Tensor:
-        e = self.id_view(ids)
+    def _fused(self, ids: torch.Tensor, how: str, e: Optional[torch.Tensor] = None,
+               p: Optional[torch.Tensor] = None) -> torch.Tensor:
+        e = self.id_view(ids) if e is None else e
         if how == "id":
             return e
         fused = fuse(e, self.llm_view(ids) if p is None else p, how, self.gate)
@@ -142,24 +143,34 @@ class FusedItemEmbedding(nn.Module):
             fused = fused.masked_fill((ids == self.padding_idx).unsqueeze(-1), 0.0)
         return fused
 
-    def _all_ids(self) -> torch.Tensor:
-        return torch.arange(self.num_embeddings, device=self.llm_table.device)
+    def _all_llm_view(self) -> torch.Tensor:
+        """``llm_view`` of every row, projecting the LLM table itself when it has them all."""
+        if self.num_embeddings == self.n_llm:
+            return self.projector(self.llm_table)
+        return self.llm_view(torch.arange(self.num_embeddings, device=self.llm_table.device))
+
+    def _full_table(self, how: str, p: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Every item fused: the ID weight itself rather than a lookup of each of its rows (the
+        same values; the backward skips the scatter of a lookup)."""
+        ids = torch.arange(self.num_embeddings, device=self.llm_table.device)
+        if p is None and how != "id":
+            p = self._all_llm_view()
+        return self._fused(ids, how, e=self.id_embedding.weight, p=p)
 
     def _step_llm_view(self) -> torch.Tensor:
         if "llm_view" not in self._cache:
-            self._cache["llm_view"] = self.llm_view(self._all_ids())
+            self._cache["llm_view"] = self._all_llm_view()
         return self._cache["llm_view"]
 
     def _table(self, how: str) -> torch.Tensor:
         if self.training and not self._step_tables:
-            return self._fused(self._all_ids(), how)
+            return self._full_table(how)
         if how not in self._cache:
             if self.training:
-                p = None if how == "id" else self._step_llm_view()
-                self._cache[how] = self._fused(self._all_ids(), how, p)
+                self._cache[how] = self._full_table(how, None if how == "id" else self._step_llm_view())
             else:
                 with torch.no_grad():
-                    self._cache[how] = self._fused(self._all_ids(), how)
+                    self._cache[how] = self._full_table(how)
         return self._cache[how]
 
     @contextmanager

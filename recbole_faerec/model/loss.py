@@ -8,6 +8,40 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+
+class _DiagonalCrossEntropy(torch.autograd.Function):
+    r"""Mean cross-entropy of the rows of :math:`u v^\top` with the diagonal as the targets.
+
+    What ``F.cross_entropy(u @ v.t(), arange(N))`` computes, with one N x N buffer instead of four:
+    the softmax is formed in place of the logits and becomes the gradient in place. At N = 2048 that
+    saves three 16 MB tensors per step, whose fresh pages cost the CPU more than the arithmetic.
+    """
+
+    @staticmethod
+    def forward(ctx, u, v, exclude):
+        ctx.dtypes = u.dtype, v.dtype
+        with torch.autocast(u.device.type, enabled=False):  # float32 softmax, as cross_entropy's
+            u, v = u.float(), v.float()
+            logits = u @ v.t()
+            if exclude is not None:
+                logits.masked_fill_(exclude, float("-inf"))
+            target = logits.diagonal().clone()
+            top = logits.amax(1, keepdim=True)
+            probs = logits.sub_(top).exp_()
+            total = probs.sum(1, keepdim=True)
+            probs.div_(total)
+            ctx.save_for_backward(u, v, probs)
+            return (top.squeeze(1) + total.squeeze(1).log() - target).mean()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        u, v, probs = ctx.saved_tensors
+        probs.diagonal().sub_(1)  # d loss / d logits = (softmax - I) / N
+        probs.mul_(grad.float() / probs.shape[0])
+        return (probs @ v).to(ctx.dtypes[0]), (probs.t() @ u).to(ctx.dtypes[1]), None
 
 
 def item_alignment_loss(id_emb: torch.Tensor, llm_emb: torch.Tensor, tau: float = 0.05,
@@ -18,16 +52,14 @@ def item_alignment_loss(id_emb: torch.Tensor, llm_emb: torch.Tensor, tau: float 
     When ``item_ids`` is given and an item occurs more than once, its other copies are left out of
     the denominator (they are not negatives of themselves), as in the authors' code.
     """
-    # 1/tau scales the N x d rows rather than the N x N logits (same values, a cheaper backward)
+    # 1/tau scales the N x d rows rather than the N x N logits (the same values)
     u = F.normalize(id_emb, dim=-1) / tau
     v = F.normalize(llm_emb, dim=-1)
-    logits = u @ v.t()
+    exclude = None
     if item_ids is not None:
-        same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
-        same.fill_diagonal_(False)
-        logits = logits.masked_fill(same, float("-inf"))
-    target = torch.arange(len(u), device=u.device)
-    return F.cross_entropy(logits, target)
+        exclude = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
+        exclude.fill_diagonal_(False)
+    return _DiagonalCrossEntropy.apply(u, v, exclude)
 
 
 def barlow_twins_loss(z_id: torch.Tensor, z_llm: torch.Tensor, lambd: float = 0.005,

@@ -190,9 +190,13 @@ class FAERecMixin:
         if self.NEG_ITEM_ID in interaction.interaction:
             parts.append(interaction[self.NEG_ITEM_ID].flatten())
         items = torch.cat(parts)
-        items = items[(items > 0) & (items < self.item_embedding.n_llm)]
-        if "align_duplicates" not in self.quirks:
-            items = torch.unique(items)
+        if "align_duplicates" in self.quirks:
+            items = items[(items > 0) & (items < self.item_embedding.n_llm)]
+        else:  # distinct items, ascending (as torch.unique), by marking them: no sort
+            seen = torch.zeros(self.item_embedding.num_embeddings, dtype=torch.bool, device=items.device)
+            seen[items] = True
+            seen[0] = False
+            items = torch.nonzero(seen[: self.item_embedding.n_llm]).flatten()
         if items.numel() > self.align_max_items:
             items = items[torch.randperm(items.numel(), device=items.device)[: self.align_max_items]]
         return items
