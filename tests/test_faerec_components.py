@@ -153,17 +153,26 @@ def test_cpu_dropout_keeps_units_at_rate_and_scales_them():
 
     torch.manual_seed(0)
     drop = Dropout(0.3)
-    x = torch.ones(400, 500, requires_grad=True)
+    x = torch.ones(400, 501, requires_grad=True)  # 200,400 units: not a multiple of 4
     y = drop(x)
     kept = y != 0
-    assert kept.float().mean().item() == pytest.approx(0.7, abs=0.005)  # 200k draws: sd 0.001
-    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    assert kept.float().mean().item() == pytest.approx(0.7, abs=0.004)  # sd 0.001
+    for lane in range(4):  # each 16-bit lane of the random words is uniform on its own
+        assert kept.flatten()[lane::4].float().mean().item() == pytest.approx(0.7, abs=0.006)
+    scale = 65536 / round(0.7 * 65536)
+    assert scale == pytest.approx(1 / 0.7, rel=2e-5)
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], scale))
     y.sum().backward()
-    torch.testing.assert_close(x.grad, kept.float() / 0.7)  # gradient through kept units only
+    torch.testing.assert_close(x.grad, kept.float() * scale)  # gradient through kept units only
     assert not torch.equal(drop(x), y)  # a fresh mask per call
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # ... from torch's generator: seeded runs repeat
+    big = torch.ones(1000, 1000)
+    assert drop(big).mean().item() == pytest.approx(1.0, abs=0.003)  # unbiased
     drop.eval()
     assert torch.equal(drop(x), x)
     assert torch.equal(Dropout(0.0).train()(x), x)
+    assert not Dropout(1.0).train()(x).any()
 
 
 def test_one_projector_pass_per_shared_step():
