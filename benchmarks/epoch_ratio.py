@@ -19,21 +19,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import torch  # noqa: E402
 
-from recbole.utils import init_seed  # noqa: E402
 from recbole_faerec.quick_start import build_config, load_dataset  # noqa: E402
-from recbole_faerec.utils import get_model, get_trainer  # noqa: E402
-
-SETTINGS = {"MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 64, "embedding_size": 64, "inner_size": 256,
-            "state": "WARNING", "show_progress": False}
+from recbole_faerec.utils import get_trainer  # noqa: E402
+from turns import SETTINGS, build_model, medians_and_ratios  # noqa: E402
 
 
 def main(argv=None):
@@ -60,9 +56,7 @@ def main(argv=None):
     for backbone in backbones:
         trainers = {}
         for name in (backbone, f"FAERec_{backbone}"):
-            config = build_config(name, args.dataset, config_dict=settings)
-            init_seed(config["seed"], config["reproducibility"])
-            model = get_model(name)(config, train._dataset).to(config["device"])
+            config, model = build_model(name, args.dataset, train, settings)
             trainers[name] = get_trainer(config["MODEL_TYPE"], name)(config, model)
         times = {name: [] for name in trainers}
         for r in range(args.rounds):
@@ -76,11 +70,11 @@ def main(argv=None):
                         torch.cuda.synchronize()
                     if b > 0 or args.block == 1:
                         times[name].append(time.perf_counter() - start)
-        medians = {name: statistics.median(t) for name, t in times.items()}
+        medians, ratios = medians_and_ratios(times)
         for name, t in times.items():
             print(f"  {name}: median {medians[name]:.2f} s/epoch ({', '.join(f'{x:.2f}' for x in t)})")
         paired = [f / b for b, f in zip(*times.values())]  # epochs timed in the same turn
-        print(f"{backbone}: FAERec_{backbone} / {backbone} = {medians[f'FAERec_{backbone}'] / medians[backbone]:.2f}"
+        print(f"{backbone}: FAERec_{backbone} / {backbone} = {ratios[f'FAERec_{backbone}']:.2f}"
               f" (ratio of medians; per round {', '.join(f'{x:.2f}' for x in paired)})", flush=True)
 
 

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import torch  # noqa: E402
 
 import recbole_faerec  # noqa: E402,F401
-from recbole.utils import init_seed  # noqa: E402
 from recbole_faerec.quick_start import build_config, load_dataset  # noqa: E402
-from recbole_faerec.utils import get_model  # noqa: E402
+from turns import SETTINGS, build_model, medians_and_ratios  # noqa: E402
 
 
 def main(argv=None):
@@ -39,8 +37,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=1, help="timing rounds (median reported)")
     parser.add_argument("--no_profile", action="store_true")
     args, extra = parser.parse_known_args(argv)
-    settings = {"MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 64, "embedding_size": 64, "inner_size": 256,
-                "data_path": os.path.abspath(args.data_path), "state": "WARNING", "show_progress": False}
+    settings = {**SETTINGS, "data_path": os.path.abspath(args.data_path), "device": args.device}
     models = args.models.split(",")
     config = build_config(models[0], args.dataset, config_dict=settings)
     _, train, _, _ = load_dataset(config)
@@ -48,9 +45,7 @@ def main(argv=None):
     cuda = args.device.startswith("cuda")
 
     def make_step(name):
-        config = build_config(name, args.dataset, config_dict={**settings, "device": args.device})
-        init_seed(config["seed"], True)
-        model = get_model(name)(config, train._dataset).to(args.device)
+        _, model = build_model(name, args.dataset, train, settings)
         if hasattr(model, "set_epoch"):
             model.set_epoch(15)  # both alignment terms on (curriculum mid-period)
         optimizer = torch.optim.Adam(model.parameters(), 1e-3)
@@ -85,10 +80,9 @@ def main(argv=None):
     for _ in range(args.rounds):
         for name in models:
             times[name].append(timed(steps[name]))
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    medians, ratios = medians_and_ratios(times)
     for name in models:
-        base = name[len("FAERec_"):] if name.startswith("FAERec_") else None
-        ratio = f", {medians[name] / medians[base]:.2f}x {base}" if base in medians else ""
+        ratio = f", {ratios[name]:.2f}x {name[len('FAERec_'):]}" if name in ratios else ""
         spread = ", ".join(f"{t:.0f}" for t in times[name])
         print(f"{name}: {medians[name]:.1f} ms/step (median of {args.rounds} rounds: {spread}){ratio}",
               flush=True)

@@ -8,7 +8,7 @@ and answers both ways the backbones use it: called with ids (a lookup) and read 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Dict, Optional
 
 import torch
@@ -134,8 +134,8 @@ class FusedItemEmbedding(nn.Module):
         """``(id_view(ids), llm_view(ids))`` for the alignment losses. Within :meth:`shared_tables`,
         the LLM view is read from the step's full-table projector pass (the same values, dropout
         mask included) instead of a second projector pass."""
-        if self.training and self._step_tables:
-            return self.id_view(ids), F.embedding(ids, self._step_llm_view())
+        if self._sharing:
+            return self.id_view(ids), F.embedding(ids, self._all_llm_view())
         return self.id_view(ids), self.llm_view(ids)
 
     def _fused(self, ids: torch.Tensor, how: str, e: Optional[torch.Tensor] = None,
@@ -150,34 +150,37 @@ class FusedItemEmbedding(nn.Module):
             fused = fused.masked_fill((ids == self.padding_idx).unsqueeze(-1), 0.0)
         return fused
 
-    def _all_llm_view(self) -> torch.Tensor:
-        """``llm_view`` of every row, projecting the LLM table itself when it has them all."""
-        if self.num_embeddings == self.n_llm:
-            return self.projector(self.llm_table)
-        return self.llm_view(torch.arange(self.num_embeddings, device=self.llm_table.device))
+    @property
+    def _sharing(self) -> bool:
+        """Inside :meth:`shared_tables` while training: one projector pass per step."""
+        return self.training and self._step_tables
 
-    def _full_table(self, how: str, p: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _all_llm_view(self) -> torch.Tensor:
+        """``llm_view`` of every row: the LLM table itself projected (no gather), once per step
+        while :attr:`_sharing`."""
+        if self._sharing and "llm_view" in self._cache:
+            return self._cache["llm_view"]
+        if self.num_embeddings <= self.n_llm:
+            p = self.projector(self.llm_table[: self.num_embeddings])
+        else:
+            p = self.llm_view(torch.arange(self.num_embeddings, device=self.llm_table.device))
+        if self._sharing:
+            self._cache["llm_view"] = p
+        return p
+
+    def _full_table(self, how: str) -> torch.Tensor:
         """Every item fused: the ID weight itself rather than a lookup of each of its rows (the
         same values; the backward skips the scatter of a lookup)."""
         ids = torch.arange(self.num_embeddings, device=self.llm_table.device)
-        if p is None and how != "id":
-            p = self._all_llm_view()
+        p = None if how == "id" else self._all_llm_view()
         return self._fused(ids, how, e=self.id_embedding.weight, p=p)
-
-    def _step_llm_view(self) -> torch.Tensor:
-        if "llm_view" not in self._cache:
-            self._cache["llm_view"] = self._all_llm_view()
-        return self._cache["llm_view"]
 
     def _table(self, how: str) -> torch.Tensor:
         if self.training and not self._step_tables:
             return self._full_table(how)
         if how not in self._cache:
-            if self.training:
-                self._cache[how] = self._full_table(how, None if how == "id" else self._step_llm_view())
-            else:
-                with torch.no_grad():
-                    self._cache[how] = self._full_table(how)
+            with torch.no_grad() if not self.training else nullcontext():
+                self._cache[how] = self._full_table(how)
         return self._cache[how]
 
     @contextmanager
@@ -206,7 +209,7 @@ class FusedItemEmbedding(nn.Module):
         how = self.input_fusion if ids.dim() >= 2 else self.output_fusion
         # F.embedding rather than table[ids]: same values, but its backward accumulates the rows'
         # gradients about 2.5x faster on the CPU than indexing's index_put.
-        if not self.training or self._step_tables:
+        if not self.training or self._sharing:
             return F.embedding(ids, self._table(how))
         # Fuse each distinct item once (the projector and gate cost more than a lookup).
         unique, inverse = torch.unique(ids, return_inverse=True)
