@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 import recbole_faerec  # noqa: E402,F401
 from recbole_faerec.embeddings import store  # noqa: E402
-from recbole_faerec.embeddings.cli import props_settings  # noqa: E402
+from recbole_faerec.embeddings.cli import dataset_settings  # noqa: E402
 from recbole_faerec.embeddings.loader import align_to_dataset  # noqa: E402
 from recbole_faerec.embeddings.prompts import PromptSettings, build_prompts  # noqa: E402
 from recbole_faerec.embeddings.providers import LocalProvider, OpenAIProvider, TfidfProvider  # noqa: E402
@@ -64,7 +64,7 @@ def throughput(data_path, limit):
     print("|---|---|---:|---:|---:|---:|")
     local = LocalProvider()
     for name in ["amazon-beauty", "amazon-scientific"]:
-        settings = PromptSettings.from_config(props_settings(name))
+        settings = PromptSettings.from_config(dataset_settings(name, None, None, {}))
         _, prompts, _ = build_prompts(os.path.join(data_path, name, f"{name}.item"), settings)
         chars = np.mean([len(p) for p in prompts])
         sample = prompts[:limit]
@@ -85,7 +85,7 @@ def throughput(data_path, limit):
 def full_local_run(data_path, out_dir):
     print("## Full local run on amazon-beauty, then a rerun\n")
     name = "amazon-beauty"
-    settings = PromptSettings.from_config(props_settings(name))
+    settings = PromptSettings.from_config(dataset_settings(name, None, None, {}))
     paths = store.EmbeddingPaths(out_dir, name)
     item = os.path.join(data_path, name, f"{name}.item")
     first = embed_items(item, paths, LocalProvider(), settings, progress=False)

@@ -64,10 +64,8 @@ def amazon_beauty_local(amazon_beauty) -> Path:
     return amazon_beauty
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A fresh item-embedding cache for ml-100k (``$RECBOLE_FAEREC_CACHE``) per test module."""
-    path = tmp_path_factory.mktemp("emb-cache")
+def _cache_in(path: Path):
+    """``$RECBOLE_FAEREC_CACHE`` set to ``path`` while the fixture lives, then put back."""
     old = os.environ.get("RECBOLE_FAEREC_CACHE")
     os.environ["RECBOLE_FAEREC_CACHE"] = str(path)
     yield path
@@ -75,3 +73,16 @@ def cache(tmp_path_factory):
         os.environ.pop("RECBOLE_FAEREC_CACHE")
     else:
         os.environ["RECBOLE_FAEREC_CACHE"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """Tests never read or write the user's own embedding cache (~/.cache/recbole_faerec): one
+    fresh cache for the session, which the per-module ``cache`` fixture overrides."""
+    yield from _cache_in(tmp_path_factory.mktemp("session-emb-cache"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A fresh item-embedding cache for ml-100k (``$RECBOLE_FAEREC_CACHE``) per test module."""
+    yield from _cache_in(tmp_path_factory.mktemp("emb-cache"))

@@ -214,14 +214,14 @@ def test_checkpoint_round_trip_and_wrong_embeddings(cache, tmp_path, monkeypatch
     reloaded = trainer.evaluate(test, load_best_model=False, show_progress=False)
     assert {k: round(float(v), 4) for k, v in reloaded.items()} == result["test_result"]
 
-    # other embeddings than the checkpoint's: a clear error
+    # other embeddings than the checkpoint's (a hand-edited file used as it is): a clear error
     atomic = cache / "ml-100k" / "ml-100k.itememb"
     original = atomic.read_text()
     lines = original.splitlines()
     lines[1] = lines[1].split("\t")[0] + "\t" + " ".join(["0.25"] * 32)
     atomic.write_text("\n".join(lines) + "\n")
     try:
-        _, other, *_ = build()
+        _, other, *_ = build(llm_emb_provider="precomputed")
         with pytest.raises(EmbeddingFileError, match="trained with other item LLM embeddings"):
             other.load_state_dict(checkpoint["state_dict"])
     finally:

@@ -5,8 +5,9 @@
     OPENAI_API_KEY=... python dataset_scripts/embed_items.py --dataset amazon-beauty \\
         --data_path dataset/ --provider openai --model text-embedding-3-small --suffix itememb-3s
 
-Defaults for the prompt (template, category word, which ``.item`` field fills which slot) come from
-``props/overall.yaml`` and ``props/dataset/<dataset>.yaml``, as for the models; flags override.
+Settings come from the same configuration as training (RecBole's and the plugin's defaults for
+the dataset, then ``--config_files``): the prompt template, category word, which ``.item`` field
+fills which slot, the encoder (``llm_emb_*``) and the data path; flags override them.
 """
 
 from __future__ import annotations
@@ -18,40 +19,44 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-import yaml
-
 from recbole_faerec.data.atomic import AtomicFileError
-from recbole_faerec.embeddings.loader import embedding_paths, provider_from_config
+from recbole_faerec.embeddings.loader import embedding_paths, item_file, provider_from_config
 from recbole_faerec.embeddings.prompts import PromptSettings
-from recbole_faerec.embeddings.providers import PROVIDERS, EmbeddingError, make_provider
+from recbole_faerec.embeddings.providers import PROVIDERS, EmbeddingError
 from recbole_faerec.embeddings.runner import embed_items
-from recbole_faerec.utils.utils import PROPS_DIR
 
 
-def recbole_ml100k_dir() -> str:
-    import recbole
+def dataset_settings(dataset: str, config_files: Optional[List[str]], data_path: Optional[str],
+                     overrides: Dict) -> Dict:
+    """The settings a training run on ``dataset`` would use: the plugin's Config (RecBole's and the
+    plugin's defaults, ``config_files``, then ``overrides``), so a custom dataset's prompt fields,
+    field names and data path are written once, in the YAML that training reads too."""
+    from recbole_faerec.config import Config
 
-    return os.path.join(os.path.dirname(os.path.abspath(recbole.__file__)), "dataset_example", "ml-100k")
-
-
-def props_settings(dataset: str) -> Dict:
-    """The ``llm_*`` and id-field settings of ``props/overall.yaml`` + ``props/dataset/<dataset>.yaml``."""
-    settings: Dict = {}
-    for path in (os.path.join(PROPS_DIR, "overall.yaml"),
-                 os.path.join(PROPS_DIR, "dataset", f"{dataset}.yaml")):
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                loaded = yaml.safe_load(f) or {}
-            settings.update({k: v for k, v in loaded.items()
-                             if k.startswith("llm_") or k == "ITEM_ID_FIELD"})
-    return settings
+    config_dict = {k: v for k, v in overrides.items() if v is not None}
+    if data_path is not None:
+        config_dict["data_path"] = data_path
+    argv = sys.argv
+    sys.argv = argv[:1]  # RecBole's Config reads --key=value from sys.argv: these flags are not that
+    try:
+        config = Config(model="SASRec", dataset=dataset, config_file_list=config_files,
+                        config_dict=config_dict)
+    finally:
+        sys.argv = argv
+    keys = [k for k in config.final_config_dict if k.startswith("llm_")] + [
+        "ITEM_ID_FIELD", "data_path", "dataset", "show_progress"]
+    return {k: config[k] for k in keys}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Embed the text of every item of a RecBole dataset.")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--data_path", default="dataset/",
-                   help="folder holding <dataset>/<dataset>.item (ignored for ml-100k)")
+    p.add_argument("--data_path", default=None,
+                   help="folder holding <dataset>/<dataset>.item (default: the config's data_path, "
+                        "dataset/; ignored for ml-100k)")
+    p.add_argument("--config_files", default=None,
+                   help="space-separated YAML files, the same as for training (prompt fields, "
+                        "field names, data_path, llm_emb_* settings); flags override them")
     p.add_argument("--provider", choices=PROVIDERS, default=None, help="default: local")
     p.add_argument("--model", default=None,
                    help="local: a sentence-transformers folder (default all-MiniLM-L6-v2 from the "
@@ -75,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suffix", default=None, help="output suffix (default itememb)")
     p.add_argument("--output_dir", default=None,
                    help="where to write (default: the dataset folder; a user cache for ml-100k)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a cache made by another encoder (otherwise that is an error)")
     p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
                    help="only write the prompts (<dataset>.<suffix>.prompts.jsonl) and stop")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -84,41 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    settings = props_settings(args.dataset)
-    for key, value in {"llm_emb_provider": args.provider, "llm_emb_model": args.model,
-                       "llm_emb_base_url": args.base_url, "llm_emb_dimensions": args.dimensions,
-                       "llm_emb_concurrency": args.concurrency, "llm_emb_batch_size": args.batch_size,
-                       "llm_prompt_template": args.template, "llm_prompt_category": args.category,
-                       "llm_emb_suffix": args.suffix, "llm_emb_dir": args.output_dir}.items():
-        if value is not None:
-            settings[key] = value
-    if args.fields:
-        settings["llm_prompt_fields"] = {**(settings.get("llm_prompt_fields") or {}),
-                                         **json.loads(args.fields)}
-    data_dir = (recbole_ml100k_dir() if args.dataset == "ml-100k"
-                else os.path.join(args.data_path, args.dataset))
-    item_path = os.path.join(data_dir, f"{args.dataset}.item")
-    config = {**settings, "dataset": args.dataset, "data_path": data_dir}
+    overrides = {"llm_emb_provider": args.provider, "llm_emb_model": args.model,
+                 "llm_emb_base_url": args.base_url, "llm_emb_dimensions": args.dimensions,
+                 "llm_emb_concurrency": args.concurrency, "llm_emb_batch_size": args.batch_size,
+                 "llm_prompt_template": args.template, "llm_prompt_category": args.category,
+                 "llm_emb_suffix": args.suffix, "llm_emb_dir": args.output_dir}
+    config_files = args.config_files.split() if args.config_files else None
     try:
+        if args.fields:
+            try:
+                fields = json.loads(args.fields)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--fields is not JSON ({err})") from None
+            base = dataset_settings(args.dataset, config_files, args.data_path, {})
+            overrides["llm_prompt_fields"] = {**(base.get("llm_prompt_fields") or {}), **fields}
+        config = dataset_settings(args.dataset, config_files, args.data_path, overrides)
+        item_path = item_file(config)
         if not os.path.isfile(item_path):
             raise AtomicFileError(
                 f"{item_path} does not exist: item embeddings are made from the .item file's text "
                 f"(prepare the dataset with dataset_scripts/prepare_dataset.py)")
         paths = embedding_paths(config)
         provider = None
-        if not args.dry_run and settings.get("llm_emb_provider") == "openai":
-            provider = make_provider(
-                "openai", model=settings.get("llm_emb_model"), base_url=settings.get("llm_emb_base_url"),
-                dimensions=settings.get("llm_emb_dimensions"),
-                concurrency=settings.get("llm_emb_concurrency"), api_key_env=args.api_key_env,
-                max_inputs=args.max_inputs, max_tokens_per_request=args.max_tokens_per_request,
-                max_retries=args.max_retries, timeout=args.timeout,
-                encoding_format=args.encoding_format)
-        elif not args.dry_run:
-            provider = provider_from_config(config)
+        if not args.dry_run:
+            extra = {}
+            if config.get("llm_emb_provider") == "openai":
+                extra = {"api_key_env": args.api_key_env, "max_inputs": args.max_inputs,
+                         "max_tokens_per_request": args.max_tokens_per_request,
+                         "max_retries": args.max_retries, "timeout": args.timeout,
+                         "encoding_format": args.encoding_format}
+            provider = provider_from_config(config, **extra)
         summary = embed_items(item_path, paths, provider, PromptSettings.from_config(config),
-                              iid_field=settings.get("ITEM_ID_FIELD", "item_id"),
-                              progress=args.progress, dry_run=args.dry_run)
+                              iid_field=config.get("ITEM_ID_FIELD") or "item_id",
+                              progress=args.progress, dry_run=args.dry_run, overwrite=args.overwrite)
     except (AtomicFileError, EmbeddingError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

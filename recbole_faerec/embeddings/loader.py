@@ -1,15 +1,18 @@
 """Cached item embeddings for a RecBole dataset: where they live, and the aligned matrix.
 
 :func:`load_item_embeddings` returns a float32 matrix whose row ``i`` is the item with RecBole's
-internal id ``i`` (row 0, the padding id, is zeros). :func:`ensure_item_embeddings` first creates
-the embeddings with the configured provider (by default the offline local one) when there are none
-yet, so a FAERec model runs in one step.
+internal id ``i`` (row 0, the padding id, is zeros). :func:`ensure_item_embeddings` first makes the
+cache obey the config (:func:`sync_item_embeddings`): it embeds the items that are missing or whose
+prompt changed with the configured provider (by default the offline local one), and refuses a cache
+made by another encoder, so a FAERec model runs in one step and never on embeddings it was not
+asked for.
 
 Settings (RecBole config keys, defaults in ``props/overall.yaml``):
 
 ``llm_emb_suffix`` (``itememb``), ``llm_emb_dir`` (the dataset's folder; the user cache
 ``$RECBOLE_FAEREC_CACHE`` or ``~/.cache/recbole_faerec/<dataset>`` for ml-100k, whose folder is
-inside the RecBole wheel, and for read-only folders), ``llm_emb_provider`` (``local``),
+inside the RecBole wheel, and for read-only folders), ``llm_emb_provider`` (``local``, ``openai``,
+``tfidf``, or ``precomputed``: the cached file as it is, unchecked),
 ``llm_emb_model``, ``llm_emb_base_url``, ``llm_emb_dimensions``, ``llm_emb_batch_size``,
 ``llm_emb_concurrency``, and the prompt settings ``llm_prompt_template``, ``llm_prompt_category``,
 ``llm_prompt_fields``.
@@ -19,14 +22,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 
 from recbole_faerec.embeddings import store
 from recbole_faerec.embeddings.prompts import PromptSettings
-from recbole_faerec.embeddings.providers import Provider, make_provider
+from recbole_faerec.embeddings.providers import PRECOMPUTED, EmbeddingError, Provider, make_provider
 from recbole_faerec.embeddings.runner import embed_items
 from recbole_faerec.utils.utils import config_get as _get
 
@@ -52,7 +55,12 @@ def embedding_paths(config: Mapping) -> store.EmbeddingPaths:
     return store.EmbeddingPaths(os.path.abspath(directory), dataset, suffix)
 
 
-def provider_from_config(config: Mapping) -> Provider:
+def provider_from_config(config: Mapping, **extra) -> Provider:
+    """The configured encoder (``llm_emb_provider`` and its options; ``extra`` adds options).
+
+    Building it checks that it can run (a known name, an existing model folder, an API key)
+    without loading a model or calling a server.
+    """
     name = _get(config, "llm_emb_provider", "local")
     options = {"model": _get(config, "llm_emb_model")}
     if name == "local":
@@ -63,7 +71,10 @@ def provider_from_config(config: Mapping) -> Provider:
                        concurrency=_get(config, "llm_emb_concurrency"))
     elif name == "tfidf":
         options = {"dimensions": _get(config, "llm_emb_dimensions")}
-    return make_provider(name, **options)
+    elif name == PRECOMPUTED:
+        raise EmbeddingError(f"llm_emb_provider '{PRECOMPUTED}' uses a cached file as it is and "
+                             "cannot embed; choose local, openai or tfidf to make embeddings")
+    return make_provider(name, **{**options, **extra})
 
 
 def align_to_dataset(tokens, emb: np.ndarray, id2token, source: str) -> np.ndarray:
@@ -102,32 +113,64 @@ def load_item_embeddings(dataset, config: Mapping, expected_dim: Optional[int] =
     return align_to_dataset(tokens, emb, dataset.field2id_token[dataset.iid_field], paths.atomic)
 
 
-def create_item_embeddings_if_missing(config: Mapping, logger: Optional[logging.Logger] = None) -> bool:
-    """Embed the dataset's items with the configured provider unless cached embeddings exist.
+def item_file(config: Mapping) -> str:
+    return os.path.join(config["data_path"], f"{config['dataset']}.item")
 
-    Returns True when it created them. Needs only the config (not the RecBole dataset), so a
-    distributed launch runs it once, before starting the workers.
+
+def sync_item_embeddings(config: Mapping, logger: Optional[logging.Logger] = None,
+                         progress: Optional[bool] = None) -> Dict:
+    """Make the cache obey ``config``: embed what is missing or whose prompt changed.
+
+    Checks, before any use of the cache: the configured encoder can run (an unknown provider, a
+    missing model folder or a missing API key is an error even when some cache exists); the cache
+    was made by that encoder (otherwise :class:`~.runner.EncoderMismatchError`, naming both and how
+    to keep or replace the cache); each item's prompt, built from the ``.item`` file now, has the
+    hash the cache recorded (otherwise exactly those items are embedded again). With
+    ``llm_emb_provider: precomputed`` the file is used as it is. Needs only the config, so a
+    distributed launch runs it once before starting the workers.
+
+    Returns what the model uses: ``{"file", "provider", "model", "dimension", "items",
+    "embedded", "reused"}``.
     """
     logger = logger or logging.getLogger(__name__)
     paths = embedding_paths(config)
-    if os.path.isfile(paths.atomic):
-        return False
-    item_path = os.path.join(config["data_path"], f"{config['dataset']}.item")
+    name = _get(config, "llm_emb_provider", "local")
+    if name == PRECOMPUTED:
+        if not os.path.isfile(paths.atomic):
+            raise store.EmbeddingFileError(
+                f"llm_emb_provider '{PRECOMPUTED}' uses {paths.atomic} as it is, but there is no "
+                f"such file (make it with dataset_scripts/embed_items.py, or set llm_emb_dir / "
+                f"llm_emb_suffix to where yours is)")
+        manifest = store.read_json(paths.manifest) or {}
+        encoder = manifest.get("encoder") or {"provider": "unknown (no manifest)", "model": "unknown"}
+        return {"file": paths.atomic, "provider": encoder.get("provider"), "model": encoder.get("model"),
+                "dimension": manifest.get("dimension"), "items": manifest.get("n_items"),
+                "embedded": 0, "reused": manifest.get("n_items")}
+    provider = provider_from_config(config)
+    item_path = item_file(config)
     if not os.path.isfile(item_path):
         raise store.EmbeddingFileError(
-            f"{paths.atomic} does not exist and there is no {item_path} to make it from: "
-            "item embeddings need item text"
-        )
-    provider = provider_from_config(config)
-    logger.info(f"No cached item embeddings at {paths.atomic}: creating them with the "
-                f"'{provider.name}' provider ({provider.describe().get('model')}).")
+            f"there is no {item_path}: the item embeddings are made (and checked) from the .item "
+            f"file's text. To use an existing {os.path.basename(paths.atomic)} as it is, set "
+            f"llm_emb_provider: {PRECOMPUTED}")
+    if progress is None:
+        progress = bool(_get(config, "show_progress", True))
     summary = embed_items(item_path, paths, provider, PromptSettings.from_config(config),
-                          iid_field=config["ITEM_ID_FIELD"], progress=False)
-    logger.info(f"Item embeddings: {summary.line()}")
-    return True
+                          iid_field=config["ITEM_ID_FIELD"], progress=progress)
+    if summary.embedded:
+        logger.info(f"Item embeddings: {summary.line()}")
+    encoder = provider.describe()
+    return {"file": paths.atomic, "provider": encoder["provider"], "model": encoder.get("model"),
+            "dimension": summary.dimension, "items": summary.total,
+            "embedded": summary.embedded, "reused": summary.reused}
 
 
 def ensure_item_embeddings(dataset, config: Mapping, logger: Optional[logging.Logger] = None) -> np.ndarray:
-    """:func:`load_item_embeddings`, creating the embeddings first if there are none."""
-    create_item_embeddings_if_missing(config, logger)
-    return load_item_embeddings(dataset, config)
+    """:func:`sync_item_embeddings`, then :func:`load_item_embeddings`; logs the source used."""
+    logger = logger or logging.getLogger(__name__)
+    source = sync_item_embeddings(config, logger)
+    matrix = load_item_embeddings(dataset, config)
+    logger.info(f"Item LLM embeddings: {source['file']} ({source['provider']} {source['model']}, "
+                f"{matrix.shape[1]}-d, {source['items']} items in the file, {matrix.shape[0] - 1} in "
+                f"the dataset; {source['embedded']} embedded in this run)")
+    return matrix

@@ -15,6 +15,8 @@ import numpy as np
 OPENAI_MAX_INPUTS = 2048
 OPENAI_MAX_TOKENS = 300_000
 PROVIDERS = ("local", "openai", "tfidf")
+#: llm_emb_provider value for "use the cached file as it is" (made elsewhere; never embeds)
+PRECOMPUTED = "precomputed"
 
 
 class EmbeddingError(RuntimeError):
@@ -234,4 +236,5 @@ def make_provider(name: str, **options) -> Provider:
         return OpenAIProvider(**options)
     if name == "tfidf":
         return TfidfProvider(**options)
-    raise ValueError(f"unknown embedding provider '{name}'; choose one of {', '.join(PROVIDERS)}")
+    raise EmbeddingError(f"unknown embedding provider '{name}' (llm_emb_provider); choose one of "
+                         f"{', '.join(PROVIDERS)}, or {PRECOMPUTED} to use a cached file as it is")

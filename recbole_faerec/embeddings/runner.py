@@ -41,27 +41,93 @@ class EmbedSummary:
                 + (f" ({rate:.1f} items/s)" if rate else ""))
 
 
-def _signature(provider: Provider, settings: PromptSettings, corpus: Optional[str]) -> Dict:
-    sig = {"encoder": provider.describe(), "prompt": settings.signature()}
+class EncoderMismatchError(store.EmbeddingFileError):
+    """The cache on disk was made by another encoder than the one asked for."""
+
+
+def encoder_text(encoder: Optional[Dict]) -> str:
+    """``local all-MiniLM-L6-v2`` / ``openai text-embedding-3-small (dimensions 256, base_url ...)``."""
+    if not encoder:
+        return "an unknown encoder"
+    extra = ", ".join(f"{k} {v}" for k, v in encoder.items()
+                      if k not in ("provider", "model") and v not in (None, False))
+    return f"{encoder.get('provider')} {encoder.get('model')}" + (f" ({extra})" if extra else "")
+
+
+def _signature(provider: Provider, corpus: Optional[str]) -> Dict:
+    """What a vector depends on besides its own prompt: the encoder (and, for corpus-dependent
+    encoders, every prompt). The prompt settings are not part of it: each item's prompt hash is."""
+    sig = {"encoder": provider.describe()}
     if corpus is not None:
         sig["corpus"] = corpus
     return sig
 
 
-def _previous(paths: store.EmbeddingPaths, signature: Dict) -> Dict[str, tuple]:
-    """Vectors of the last complete run, if made with the same encoder and prompt settings."""
+def _previous(paths: store.EmbeddingPaths, signature: Dict, overwrite: bool):
+    """``(vectors, manifest)`` of the last complete run: token -> (prompt hash, vector).
+
+    A cache made by another encoder is an :class:`EncoderMismatchError` (unless ``overwrite``),
+    never silently replaced: it may have cost money to make.
+    """
+    if not os.path.isfile(paths.atomic):
+        return {}, None
     manifest = store.read_json(paths.manifest)
-    if not manifest or not os.path.isfile(paths.atomic):
-        return {}
-    if {k: manifest.get(k) for k in signature} != signature:
-        return {}
+    if manifest is None:
+        if overwrite:
+            return {}, None
+        raise store.EmbeddingFileError(
+            f"{paths.atomic} has no manifest ({os.path.basename(paths.manifest)}): it was not made "
+            f"by embed_items.py, so nothing records which encoder and text made it. Use it as it is "
+            f"with llm_emb_provider: precomputed, or replace it (embed_items.py --overwrite)")
+    if manifest.get("encoder") != signature["encoder"]:
+        if overwrite:
+            return {}, None
+        raise EncoderMismatchError(
+            f"{paths.atomic} holds embeddings made with {encoder_text(manifest.get('encoder'))} "
+            f"({manifest.get('dimension')}-d, {manifest.get('n_items')} items), but this run asks "
+            f"for {encoder_text(signature['encoder'])}. Keep both by choosing another file for the "
+            f"new encoder (llm_emb_suffix, e.g. --llm_emb_suffix={paths.suffix}-"
+            f"{signature['encoder'].get('provider')}; embed_items.py --suffix), use the existing "
+            f"one with the encoder settings it was made with, or replace it "
+            f"(dataset_scripts/embed_items.py --overwrite)")
+    if manifest.get("corpus") != signature.get("corpus"):
+        return {}, manifest  # corpus-dependent encoder, and the corpus changed: all vectors change
     try:
         tokens, emb, manifest = store.load_embeddings(paths)
     except store.EmbeddingFileError as err:
         logger.warning(f"ignoring the existing embeddings: {err}")
-        return {}
+        return {}, None
     hashes = manifest.get("items", {})
-    return {t: (hashes[t], emb[i]) for i, t in enumerate(tokens) if t in hashes}
+    return {t: (hashes[t], emb[i]) for i, t in enumerate(tokens) if t in hashes}, manifest
+
+
+class _Progress:
+    """A tqdm bar (items/s, ETA) when asked for; otherwise a log line with the ETA every ``every``
+    seconds, so a run without bars (logs, ``show_progress: False``) is never silent for minutes."""
+
+    def __init__(self, total: int, name: str, bar: bool, every: float = 30.0):
+        self.total, self.done, self.every = total, 0, every
+        self.start = self.last = time.time()
+        self.bar = None
+        if bar and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="item", desc=f"embedding ({name})")
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        now = time.time()
+        if self.bar is None and now - self.last >= self.every and self.done < self.total:
+            self.last = now
+            rate = self.done / (now - self.start)
+            logger.info(f"embedding: {self.done}/{self.total} items, {rate:.1f} items/s, "
+                        f"ETA {(self.total - self.done) / rate:.0f} s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def embed_items(
@@ -72,11 +138,16 @@ def embed_items(
     iid_field: str = "item_id",
     progress: bool = True,
     dry_run: bool = False,
+    overwrite: bool = False,
 ) -> EmbedSummary:
     """Embed the prompt of every item in ``item_path`` into ``paths`` (see :mod:`.store`).
 
-    Raises :class:`EmbeddingError` when a batch fails; every other finished batch is kept in
-    ``paths.partial`` and reused by the next run.
+    Every item whose prompt is unchanged (same hash) and was embedded by the same encoder is
+    reused; only new and changed items are sent to the encoder, and nothing is written when
+    nothing changed. A cache made by another encoder raises :class:`EncoderMismatchError` unless
+    ``overwrite``. Two runs on one cache take turns (``paths.lock``): the second reuses the first's
+    vectors. Raises :class:`EmbeddingError` when a batch fails; every other finished batch is kept
+    in ``paths.partial`` and reused by the next run.
     """
     start = time.time()
     tokens, prompts, empty = build_prompts(item_path, settings, iid_field)
@@ -93,28 +164,71 @@ def embed_items(
     hashes = [text_hash(p) for p in prompts]
     corpus = (text_hash("\n".join(f"{t}\t{h}" for t, h in zip(tokens, hashes)))
               if provider.corpus_dependent else None)
-    signature = _signature(provider, settings, corpus)
+    signature = _signature(provider, corpus)
 
-    previous = _previous(paths, signature)
-    known = dict(previous)
-    known.update(store.open_partial(paths, signature))
-    vectors: Dict[str, np.ndarray] = {}
-    todo = []
-    for i, (token, h) in enumerate(zip(tokens, hashes)):
-        hit = known.get(token)
-        if hit is not None and hit[0] == h:
-            vectors[token] = hit[1]
-        else:
-            todo.append(i)
-    summary.reused = len(tokens) - len(todo)
+    def waiting():
+        logger.info(f"another process is embedding into {paths.atomic}: waiting for it "
+                    f"(lock {paths.lock}), then reusing its vectors")
+
+    with store.cache_lock(paths, on_wait=waiting):
+        previous, manifest = _previous(paths, signature, overwrite)
+        vectors: Dict[str, np.ndarray] = {}
+        todo = []
+        for i, (token, h) in enumerate(zip(tokens, hashes)):
+            hit = previous.get(token)
+            if hit is not None and hit[0] == h:
+                vectors[token] = hit[1]
+            else:
+                todo.append(i)
+        if not todo and manifest is not None and manifest.get("items") == dict(zip(tokens, hashes)) \
+                and manifest.get("prompt") == settings.signature():
+            # nothing changed: the files on disk are already these
+            summary.reused = len(tokens)
+            summary.dimension = int(manifest.get("dimension") or next(iter(vectors.values())).shape[0])
+            summary.seconds = time.time() - start
+            return summary
+        if todo and provider.corpus_dependent:
+            # one item's vector depends on every text: a partial re-embedding would be inconsistent
+            todo = list(range(len(tokens)))
+            vectors.clear()
+        elif todo:
+            partial = store.open_partial(paths, signature)
+            for i in list(todo):
+                hit = partial.get(tokens[i])
+                if hit is not None and hit[0] == hashes[i]:
+                    vectors[tokens[i]] = hit[1]
+            todo = [i for i in todo if tokens[i] not in vectors]
+        summary.reused = len(tokens) - len(todo)
+        if todo:
+            logger.info(f"embedding {len(todo)} of {len(tokens)} items with "
+                        f"{encoder_text(signature['encoder'])} into {paths.atomic} "
+                        f"({summary.reused} reused)")
+        _embed_todo(provider, tokens, prompts, hashes, todo, vectors, paths, summary, progress)
+        summary.seconds = time.time() - start
+
+        emb = np.stack([vectors[t] for t in tokens]).astype(np.float32)
+        summary.dimension = int(emb.shape[1])
+        manifest = {
+            **signature,
+            "prompt": settings.signature(),
+            "items": dict(zip(tokens, hashes)),
+            "n_items": len(tokens),
+            "item_file": os.path.abspath(item_path),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        store.save_embeddings(paths, tokens, emb, manifest)
+        store.close_partial(paths)
+    summary.seconds = time.time() - start
+    return summary
+
+
+def _embed_todo(provider, tokens, prompts, hashes, todo, vectors, paths, summary, progress) -> None:
+    """Embed the items ``todo`` (indices) into ``vectors``, keeping each finished batch on disk."""
+    if not todo:
+        return
     dims = {v.shape[0] for v in vectors.values()}
-
     batches = [[todo[j] for j in batch] for batch in provider.batches([prompts[i] for i in todo])]
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="item", desc=f"embedding ({provider.name})")
+    bar = _Progress(len(todo), provider.name, progress)
 
     def run(batch: List[int]):
         emb = provider.embed([prompts[i] for i in batch])
@@ -155,13 +269,10 @@ def embed_items(
                 for token, vec in zip(batch_tokens, emb):
                     vectors[token] = vec
                 summary.embedded += len(batch)
-                if bar is not None:
-                    bar.update(len(batch))
+                bar.update(len(batch))
             if failure is not None:
                 queue.clear()
-    if bar is not None:
-        bar.close()
-    summary.seconds = time.time() - start
+    bar.close()
 
     if failure is not None:
         summary.failed = len(tokens) - len(vectors)
@@ -173,22 +284,3 @@ def embed_items(
             f"Kept {len(vectors)} of {len(tokens)} items ({summary.embedded} embedded in this run, "
             f"{summary.reused} reused) in {paths.partial}; rerun to embed only the rest."
         ) from None
-
-    emb = np.stack([vectors[t] for t in tokens]).astype(np.float32)
-    summary.dimension = int(emb.shape[1])
-    if summary.embedded == 0 and len(previous) == len(tokens) and all(
-            previous.get(t, ("",))[0] == h for t, h in zip(tokens, hashes)):
-        store.close_partial(paths)  # nothing changed: the files on disk are already these
-        summary.seconds = time.time() - start
-        return summary
-    manifest = {
-        **signature,
-        "items": dict(zip(tokens, hashes)),
-        "n_items": len(tokens),
-        "item_file": os.path.abspath(item_path),
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    store.save_embeddings(paths, tokens, emb, manifest)
-    store.close_partial(paths)
-    summary.seconds = time.time() - start
-    return summary

@@ -9,17 +9,21 @@ the dataset's folder (or the user cache for datasets whose folder is not ours, e
     it (``additional_feat_suffix: [itememb]``).
 ``NAME.itememb.npz``
     A binary sidecar (tokens + float32 matrix) for fast loading. Trusted only while the atomic
-    file's fingerprint (size, mtime, hash of its first and last 64 KiB) equals the one recorded
-    when the sidecar was written; otherwise the atomic file is parsed and the sidecar rewritten.
+    file's content (size and SHA-256 of all its bytes) is the one recorded when the sidecar was
+    written; otherwise the atomic file is parsed and the sidecar rewritten.
 ``NAME.itememb.json``
     The manifest: encoder (provider, model, options), dimension, prompt settings, a hash of each
-    item's prompt, the atomic file's fingerprint, counts and times.
+    item's prompt and of each item's vector, the atomic file's content hash, counts and times.
 ``NAME.itememb.partial/``
     During a run: one ``.npz`` per finished batch, so a killed run loses nothing. Removed when the
     run completes.
+``NAME.itememb.lock``
+    Held (``flock``) by the run that embeds, so two runs on one cache never embed the same items
+    twice: the second waits, then reuses the first's vectors.
 
 Every file is written to a temporary name in the same folder and renamed into place, so no
-half-written file is ever visible.
+half-written file is ever visible. Whether a file changed is decided by its content, never by its
+modification time: a copied or touched cache is reused in full.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -37,10 +42,10 @@ import numpy as np
 
 from recbole_faerec.data.atomic import AtomicFileError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_SUFFIX = "itememb"
 EMB_FIELD = "item_emb"
-_EDGE = 64 * 1024
+_EDGE = 64 * 1024  # format-1 manifests fingerprinted the first and last 64 KiB
 
 
 class EmbeddingFileError(AtomicFileError):
@@ -72,6 +77,10 @@ class EmbeddingPaths:
     @property
     def prompts(self) -> str:
         return self.atomic + ".prompts.jsonl"
+
+    @property
+    def lock(self) -> str:
+        return self.atomic + ".lock"
 
 
 def _tmp(path: str) -> str:
@@ -108,15 +117,46 @@ def read_json(path: str) -> Optional[dict]:
 
 
 def fingerprint(path: str) -> Dict:
-    """Cheap identity of a file: size, mtime and a hash of its first and last 64 KiB."""
-    stat = os.stat(path)
+    """Identity of a file by content alone: its size and the SHA-256 of all its bytes.
+
+    (No modification time: copying or touching a cache must not make it look changed.)
+    """
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+            size += len(block)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def _edges_sha1(path: str) -> str:
+    """The format-1 manifests' partial hash (first and last 64 KiB), to migrate them."""
+    size = os.path.getsize(path)
     digest = hashlib.sha1()
     with open(path, "rb") as f:
         digest.update(f.read(_EDGE))
-        if stat.st_size > 2 * _EDGE:
+        if size > 2 * _EDGE:
             f.seek(-_EDGE, os.SEEK_END)
         digest.update(f.read(_EDGE))
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "edges_sha1": digest.hexdigest()}
+    return digest.hexdigest()
+
+
+def same_content(recorded: Optional[Dict], current: Dict, path: str) -> bool:
+    """Whether the fingerprint recorded in a manifest describes the file as it is now."""
+    if not recorded:
+        return False
+    if "sha256" in recorded:
+        return recorded == current
+    # format 1 (size, mtime, edge hash): trust size + edge hash; the mtime is deliberately ignored
+    return (recorded.get("size") == current["size"]
+            and recorded.get("edges_sha1") == _edges_sha1(path))
+
+
+def vector_hashes(emb: np.ndarray) -> List[str]:
+    """A short hash of each row (float32 bytes): which items an edit of the file touched."""
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    return [hashlib.sha1(row.tobytes()).hexdigest()[:16] for row in emb]
 
 
 def write_atomic_embeddings(path: str, tokens: List[str], emb: np.ndarray) -> None:
@@ -188,16 +228,18 @@ def load_embeddings(paths: EmbeddingPaths, refresh_sidecar: bool = True):
     """``(tokens, emb, manifest)`` of a cached embedding set, via the sidecar when it is fresh.
 
     A missing, stale or unreadable sidecar is never trusted: the atomic file is parsed instead
-    and (with ``refresh_sidecar``) the sidecar is rewritten with the new fingerprint.
+    and (with ``refresh_sidecar``) the sidecar is rewritten with the new content hash. When the
+    atomic file's content changed (edited by hand), the manifest keeps the prompt hash of exactly
+    the items whose vectors are unchanged, so the next embedding run redoes only the others.
     """
     if not os.path.isfile(paths.atomic):
         raise EmbeddingFileError(f"{paths.atomic} does not exist")
     manifest = read_json(paths.manifest)
     expected_dim = manifest.get("dimension") if manifest else None
     current = fingerprint(paths.atomic)
+    unchanged = manifest is not None and same_content(manifest.get("atomic"), current, paths.atomic)
     sidecar_ok = (
-        manifest is not None
-        and manifest.get("atomic") == current
+        unchanged
         and manifest.get("sidecar", {}).get("size") is not None
         and os.path.isfile(paths.sidecar)
         and os.path.getsize(paths.sidecar) == manifest["sidecar"]["size"]
@@ -209,14 +251,23 @@ def load_embeddings(paths: EmbeddingPaths, refresh_sidecar: bool = True):
             sidecar_ok = False
     if not sidecar_ok:
         tokens, emb = parse_atomic_embeddings(paths.atomic, expected_dim)
-        if refresh_sidecar and manifest is not None:
+    if manifest is not None and (not sidecar_ok or manifest.get("atomic") != current
+                                 or "vectors" not in manifest):
+        hashes = vector_hashes(emb)
+        if not unchanged:
+            # Edited by hand: a prompt hash vouches only for a vector that is still the same.
+            before = manifest.get("vectors") or {}
+            prompts = manifest.get("items") or {}
+            manifest["items"] = {t: prompts[t] for t, v in zip(tokens, hashes)
+                                 if t in prompts and before.get(t) == v}
+        manifest["vectors"] = dict(zip(tokens, hashes))
+        manifest["atomic"] = current
+        if refresh_sidecar:
             try:
-                write_sidecar(paths.sidecar, tokens, emb)
+                if not sidecar_ok:
+                    write_sidecar(paths.sidecar, tokens, emb)
                 manifest["sidecar"] = {"size": os.path.getsize(paths.sidecar)}
-                if manifest.get("atomic") != current:
-                    # The atomic file changed by hand: its per-item prompt hashes no longer hold.
-                    manifest["items"] = {}
-                manifest["atomic"] = current
+                manifest["format"] = FORMAT_VERSION
                 write_json(paths.manifest, manifest)
             except OSError:
                 pass  # read-only folder: parse every time, still correct
@@ -236,8 +287,40 @@ def save_embeddings(paths: EmbeddingPaths, tokens: List[str], emb: np.ndarray, m
     manifest["format"] = FORMAT_VERSION
     manifest["dimension"] = int(emb.shape[1])
     manifest["atomic"] = fingerprint(paths.atomic)
+    manifest["vectors"] = dict(zip(tokens, vector_hashes(emb)))
     manifest["sidecar"] = {"size": os.path.getsize(paths.sidecar)}
     write_json(paths.manifest, manifest)
+
+
+# ---- one embedding run at a time per cache ---------------------------------------------------
+@contextmanager
+def cache_lock(paths: EmbeddingPaths, on_wait=None):
+    """Hold ``paths.lock`` exclusively (``flock``; released by the OS if the process dies).
+
+    ``on_wait()`` is called once when another process holds it. Where no lock can be taken (a
+    read-only folder, no ``fcntl``), the body runs unlocked: it can only read there anyway.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    try:
+        os.makedirs(paths.directory, exist_ok=True)
+        handle = open(paths.lock, "a")
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 # ---- resumable runs ------------------------------------------------------------------------
