@@ -9,6 +9,10 @@ one, the failure it prevents by running RecBole with that fix switched off.
 Switch a fix off with the environment variable ``RECBOLE_FAEREC_COMPAT_SKIP`` (a comma-separated
 list of names from :data:`FIXES`), e.g. to measure its effect (``benchmarks/bench_epoch.py``).
 
+Two of them, ``trainer_epoch`` and ``loss_names``, are not about the stack: they make every RecBole
+trainer (a user's own ``recbole.trainer.Trainer`` too) tell a model its training epoch and log the
+parts of its loss by name, which the plugin's models rely on (``tests/test_trainer_epoch.py``).
+
 =======================  ====================================================================
 name                     what breaks without it
 =======================  ====================================================================
@@ -31,6 +35,15 @@ name                     what breaks without it
 ``collector_cpu``        ``Collector.get_data_struct`` calls ``.cpu()`` on ints and Counters:
                          ItemCoverage, GiniIndex, AveragePopularity and TailPercentage crash
                          (RUCAIBox/RecBole#2191).
+``trainer_epoch``        ``Trainer._train_epoch`` never tells the model its epoch: a model whose
+                         loss depends on it (FAERec's curriculum, eq. 11, via ``set_epoch``) stays
+                         at epoch 0 for the whole run under every RecBole trainer.
+``loss_names``           a loss returned as a tuple is logged as ``train_loss1``, ``train_loss2``;
+                         with it, a model's ``loss_names`` (FAERec: ``rec``, ``align``) are used.
+``load_data_and_model``  ``recbole.quick_start.load_data_and_model`` fails on every checkpoint
+                         under torch >= 2.6 (``weights_only``), and on plugin models it asks
+                         ``recbole.utils.get_model`` (``No module named 'lightgbm'``); routed to
+                         :func:`recbole_faerec.quick_start.reload.load_data_and_model`.
 =======================  ====================================================================
 """
 
@@ -384,6 +397,144 @@ def _fix_collector_cpu() -> None:
     Collector.get_data_struct = _get_data_struct
 
 
+# --------------------------------------------------------------------------------------------
+# Trainer: the model is never told its training epoch
+# --------------------------------------------------------------------------------------------
+def _with_model_epoch(method: Callable) -> Callable:
+    """Wrap ``Trainer._train_epoch`` so it calls ``model.set_epoch(epoch_idx)`` first (models that
+    have one), for :class:`recbole.trainer.Trainer` and every subclass that calls it."""
+
+    @functools.wraps(method)
+    def wrapper(self, train_data, epoch_idx, *args, **kwargs):
+        set_epoch = getattr(self.model, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch_idx)
+        return method(self, train_data, epoch_idx, *args, **kwargs)
+
+    wrapper._recbole_faerec_compat = True
+    return wrapper
+
+
+def _fix_trainer_epoch() -> None:
+    _patch_methods({"recbole.trainer.trainer.Trainer": ["_train_epoch"]}, _with_model_epoch)
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer: the parts of a tuple loss are logged by position
+# --------------------------------------------------------------------------------------------
+def _named_losses(model, losses):
+    """``model.loss_names`` when it names each part of the tuple ``losses``, else None."""
+    names = getattr(model, "loss_names", None)
+    if isinstance(losses, tuple) and names and len(names) == len(losses):
+        return tuple(str(n) for n in names)
+    return None
+
+
+def _with_loss_names(method: Callable) -> Callable:
+    """Wrap ``Trainer._generate_train_loss_output``: ``train loss: <sum> (rec: .., align: ..)``
+    for a model with ``loss_names``; RecBole's own text otherwise."""
+
+    @functools.wraps(method)
+    def wrapper(self, epoch_idx, s_time, e_time, losses):
+        names = _named_losses(self.model, losses)
+        if names is None:
+            return method(self, epoch_idx, s_time, e_time, losses)
+        from recbole.utils import set_color
+
+        des = "%." + str(self.config["loss_decimal_place"] or 4) + "f"
+        text = method(self, epoch_idx, s_time, e_time, float(sum(losses)))
+        parts = ", ".join(set_color(name, "blue") + ": " + des % loss for name, loss in zip(names, losses))
+        return text[: -1] + f" ({parts})]"
+
+    wrapper._recbole_faerec_compat = True
+    return wrapper
+
+
+def _with_loss_names_tensorboard(method: Callable) -> Callable:
+    """Wrap ``Trainer._add_train_loss_to_tensorboard``: ``Loss/Train/<name>`` per named part."""
+
+    @functools.wraps(method)
+    def wrapper(self, epoch_idx, losses, tag="Loss/Train"):
+        names = _named_losses(self.model, losses)
+        if names is None:
+            return method(self, epoch_idx, losses, tag)
+        for name, loss in zip(names, losses):
+            self.tensorboard.add_scalar(f"{tag}/{name}", loss, epoch_idx)
+
+    wrapper._recbole_faerec_compat = True
+    return wrapper
+
+
+def _fix_loss_names() -> None:
+    _patch_methods({"recbole.trainer.trainer.Trainer": ["_generate_train_loss_output"]},
+                   _with_loss_names)
+    _patch_methods({"recbole.trainer.trainer.Trainer": ["_add_train_loss_to_tensorboard"]},
+                   _with_loss_names_tensorboard)
+
+
+# --------------------------------------------------------------------------------------------
+# recbole.quick_start.load_data_and_model: plugin checkpoints
+# --------------------------------------------------------------------------------------------
+def _route_load_data_and_model(module: types.ModuleType) -> None:
+    """Point ``load_data_and_model`` of ``recbole.quick_start.quick_start`` at the plugin's.
+
+    RecBole's own reads the checkpoint with ``torch.load``'s ``weights_only`` default (torch >= 2.6
+    refuses the pickled ``Config``) and looks the model up with ``recbole.utils.get_model``, which
+    knows no plugin model and imports lightgbm/xgboost for unrelated models. The plugin's version
+    (:func:`recbole_faerec.quick_start.reload.load_data_and_model`) returns the same six objects.
+    """
+    current = getattr(module, "load_data_and_model", None)
+    if current is None or getattr(current, "_recbole_faerec_compat", False):
+        return
+
+    @functools.wraps(current)
+    def load_data_and_model(model_file):
+        from recbole_faerec.quick_start.reload import load_data_and_model as plugin_load
+
+        return plugin_load(model_file)
+
+    load_data_and_model._recbole_faerec_compat = True
+    module.load_data_and_model = load_data_and_model
+    package = sys.modules.get("recbole.quick_start")
+    if package is not None and getattr(package, "load_data_and_model", None) is current:
+        package.load_data_and_model = load_data_and_model
+
+
+class _AfterImportFinder(importlib.abc.MetaPathFinder):
+    """Runs ``hooks[name](module)`` right after module ``name`` is first executed, so a fix of a
+    module that is costly to import (``recbole.quick_start`` imports ray) costs nothing unless the
+    user imports it."""
+
+    def __init__(self, hooks: Dict[str, Callable[[types.ModuleType], None]]):
+        self.hooks = hooks
+
+    def find_spec(self, fullname, path=None, target=None):
+        hook = self.hooks.get(fullname)
+        if hook is None:
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        exec_module = spec.loader.exec_module
+
+        def exec_and_fix(module):
+            exec_module(module)
+            hook(module)
+
+        spec.loader.exec_module = exec_and_fix
+        return spec
+
+
+def _fix_load_data_and_model() -> None:
+    name = "recbole.quick_start.quick_start"
+    if name in sys.modules:
+        _route_load_data_and_model(sys.modules[name])
+    elif not any(isinstance(f, _AfterImportFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImportFinder({name: _route_load_data_and_model}))
+
+
 # Order matters: numpy aliases first (RecBole modules read them at import).
 FIXES: Dict[str, Callable[[], None]] = {
     "numpy_aliases": _fix_numpy_aliases,
@@ -393,6 +544,9 @@ FIXES: Dict[str, Callable[[], None]] = {
     "pandas_cow_fillna": _fix_pandas_cow_fillna,
     "checkpoint_load": _fix_checkpoint_load,
     "collector_cpu": _fix_collector_cpu,
+    "trainer_epoch": _fix_trainer_epoch,
+    "loss_names": _fix_loss_names,
+    "load_data_and_model": _fix_load_data_and_model,
 }
 
 

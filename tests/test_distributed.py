@@ -14,8 +14,9 @@ def test_two_process_gloo_run_of_faerec(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     # embeddings made once, by the launcher, before the workers
-    assert out.count("creating them with the 'tfidf' provider") == 1
-    assert re.search(r"epoch 0 training \[time: [\d.]+s, train_loss1: [\d.]+, train_loss2: [\d.]+\]", out)
+    assert out.count("embedding 1682 of 1682 items with tfidf tfidf-svd") == 1
+    assert "1682 in the dataset; 0 embedded in this run" in out  # the workers only used them
+    assert re.search(r"epoch 0 training \[time: [\d.]+s, train loss: [\d.]+ \(rec: [\d.]+, align: [\d.]+\)\]", out)
     # rank 0 saved the best model, both ranks reloaded it for the test (no EOFError race)
     assert len(list((tmp_path / "saved").glob("FAERec_SASRec-*.pth"))) == 1
     assert "test result" in out

@@ -36,7 +36,9 @@ def test_cli_sasrec_on_embedded_ml100k(tmp_path):
     # The bundled copy, its item text, a checkpoint and a log file, as with RecBole's run_recbole.py.
     assert "dataset_example/ml-100k" in out
     assert "movie_title" in out and "release_year" in out and "class" in out
-    assert len(list((tmp_path / "saved").glob("SASRec-*.pth"))) == 1
+    # the best checkpoint, and the last epoch's for --resume (tests/test_resume.py)
+    assert len(list((tmp_path / "saved").glob("SASRec-*.pth"))) == 2
+    assert (tmp_path / "saved" / "SASRec-ml-100k-last.pth").is_file()
     assert len(list((tmp_path / "log" / "SASRec").glob("*.log"))) == 1
     assert "Loading model structure and parameters from" in out
 
@@ -60,7 +62,8 @@ def test_python_api_returns_plain_results_and_checkpoint(tmp_path, monkeypatch):
     result = run_recbole_faerec(model="SASRec", dataset="ml-100k",
                                 config_dict={**TINY_SASREC, "state": "WARNING"})
     assert set(result) == {"best_valid_score", "valid_score_bigger", "best_valid_result",
-                           "test_result", "model_file", "train_seconds", "valid_scores"}
+                           "test_result", "model_file", "train_seconds", "valid_scores", "model"}
+    assert result["model"] == "SASRec"  # the name, which RecBole's HyperTuning reads
     assert len(result["train_seconds"]) == 1 and result["train_seconds"][0] > 0
     assert result["valid_scores"] == [pytest.approx(result["best_valid_score"])]
     assert all(type(v) is float for v in result["test_result"].values())

@@ -22,6 +22,7 @@ from recbole_faerec.data.atomic import check_atomic_files
 from recbole_faerec.evaluator import attach_item_popularity, install_tail_collector
 from recbole_faerec.evaluator.metrics import uses_tail_metrics
 from recbole_faerec.evaluator.popularity import check_against_data
+from recbole_faerec.trainer.resume import ResumeError, resumable, resume_file, supports_resume
 from recbole_faerec.utils import get_model, get_trainer
 
 
@@ -60,6 +61,7 @@ def run_recbole_faerec(
     config_dict: Optional[Dict[str, Any]] = None,
     saved: bool = True,
     queue=None,
+    resume: Union[bool, str, None] = None,
 ) -> Dict[str, Any]:
     """Train ``model`` on ``dataset`` and evaluate it, like :func:`recbole.quick_start.run_recbole`.
 
@@ -72,15 +74,20 @@ def run_recbole_faerec(
         config_dict: parameters on top of the files (the command line's ``--key=value`` wins).
         saved: save the best checkpoint and reload it for the test.
         queue: a multiprocessing queue to put the result in (used by distributed runs).
+        resume: continue an interrupted run: ``True`` (or ``"last"``) from its last-epoch
+            checkpoint ``<checkpoint_dir>/<model>-<dataset>-last.pth``, or a path to one
+            (:mod:`recbole_faerec.trainer.resume`); the run then trains the epochs left and
+            evaluates its best checkpoint, with the result the uninterrupted run would have had.
 
     Returns:
         ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
-        ``model_file`` (the checkpoint path, when ``saved``), ``train_seconds`` (per epoch) and
-        ``valid_scores`` (per evaluated epoch).
+        ``model_file`` (the checkpoint path, when ``saved``), ``train_seconds`` (per epoch),
+        ``valid_scores`` (per evaluated epoch) and ``model`` (the model's name).
     """
-    result = train_and_test(model, dataset, config_file_list, config_dict, saved)
+    result = train_and_test(model, dataset, config_file_list, config_dict, saved, resume=resume)
     result.pop("model")
-    result.pop("config")
+    # the model's name, as RecBole's objective_function returns it (HyperTuning reads it)
+    result["model"] = result.pop("config")["model"]
     result.pop("test_data")
     result.pop("train_data")
     local_rank = result.pop("local_rank")
@@ -95,10 +102,12 @@ def train_and_test(
     config_file_list: Optional[List[str]] = None,
     config_dict: Optional[Dict[str, Any]] = None,
     saved: bool = True,
+    resume: Union[bool, str, None] = None,
 ) -> Dict[str, Any]:
     """:func:`run_recbole_faerec`'s work; the result also holds the trained ``model`` (best
     checkpoint loaded when ``saved``), its ``config``, ``train_data`` and ``test_data``."""
     config = build_config(model, dataset, config_file_list, config_dict)
+    checkpoint = resume_file(config, resume)  # a missing one stops the run before any work
     init_seed(config["seed"], config["reproducibility"])
     logger = getLogger()
     handlers_before = list(logger.handlers)
@@ -113,9 +122,15 @@ def train_and_test(
         model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
         logger.info(model_obj)
 
-        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+        trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
+        if checkpoint is not None and not supports_resume(trainer_class):
+            raise ResumeError(f"cannot resume: {config['model']}'s trainer {trainer_class.__name__} "
+                              "has its own training loop")
+        trainer = resumable(trainer_class)(config, model_obj)
         install_tail_collector(trainer)
         timer = _EpochTimer(trainer)
+        if checkpoint is not None:
+            trainer.resume_checkpoint(checkpoint)
         best_valid_score, best_valid_result = trainer.fit(
             train_data, valid_data, saved=saved, show_progress=config["show_progress"]
         )
@@ -176,6 +191,8 @@ class _EpochTimer:
 
         trainer._train_epoch = timed_train_epoch
         trainer._valid_epoch = recorded_valid_epoch
+        # kept in the last-epoch checkpoint, so a resumed run reports every epoch
+        trainer.run_history = {"train_seconds": self.train_seconds, "valid_scores": self.valid_scores}
 
 
 def run(
@@ -189,23 +206,28 @@ def run(
     ip: str = "localhost",
     port: str = "5678",
     group_offset: int = 0,
+    resume: Union[bool, str, None] = None,
 ) -> Optional[Dict[str, Any]]:
     """:func:`run_recbole_faerec` in one process, or in ``nproc`` DDP workers like RecBole's ``run``.
 
     Without CUDA the workers use gloo on the CPU (:mod:`recbole_faerec.quick_start.distributed`).
-    Cached item embeddings a model needs are created once here, before the workers start.
+    Cached item embeddings a model needs are checked (and made) once here, before the workers start.
+    ``resume`` (one process only) is :func:`run_recbole_faerec`'s.
     """
     if nproc == 1 and world_size <= 0:
-        return run_recbole_faerec(model, dataset, config_file_list, config_dict, saved)
+        return run_recbole_faerec(model, dataset, config_file_list, config_dict, saved, resume=resume)
+    if resume:
+        raise ResumeError("cannot resume a distributed run (--nproc/--world_size): its workers' "
+                          "random states are not kept; resume runs in one process")
     import torch.multiprocessing as mp
 
-    from recbole_faerec.embeddings.loader import create_item_embeddings_if_missing
+    from recbole_faerec.embeddings.loader import sync_item_embeddings
 
     config = build_config(model, dataset, config_file_list, config_dict)
     if getattr(get_model(config["model"]), "needs_item_embeddings", False):
         if not logging.getLogger().handlers:  # the launcher has no RecBole logger of its own
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s  %(message)s")
-        create_item_embeddings_if_missing(config)
+        sync_item_embeddings(config)
     # RecBole's ensure_dir checks, then creates: workers creating the same folder at once race
     # (FileExistsError), so the launcher creates the log and checkpoint folders first.
     for path in ("log", os.path.join("log", config["model"]), config["checkpoint_dir"]):

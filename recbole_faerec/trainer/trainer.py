@@ -2,7 +2,10 @@
 
 FAERec's curriculum (eq. 11) depends on the training epoch; RecBole's ``calculate_loss`` is not
 told it. :class:`FAERecTrainer` calls ``model.set_epoch(epoch)`` before each training epoch and
-otherwise leaves RecBole's training loop as it is. Its evaluation collector is the
+otherwise leaves RecBole's training loop as it is. (``import recbole_faerec`` makes every RecBole
+trainer do the same, :mod:`recbole_faerec.compat` ``trainer_epoch``; this one does it even with
+that fix switched off.) The runner adds the last-epoch checkpoint and resume to it, as to any
+RecBole trainer (:mod:`recbole_faerec.trainer.resume`). Its evaluation collector is the
 :class:`~recbole_faerec.evaluator.TailCollector`, so the tail-aware metrics work with it.
 """
 

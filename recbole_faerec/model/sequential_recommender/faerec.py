@@ -114,6 +114,8 @@ class FAERecMixin:
     plugin_config_models = ("FAERec",)
     #: the model reads the dataset's cached item embeddings (created before DDP workers start)
     needs_item_embeddings = True
+    #: names of the parts of the tuple calculate_loss returns (RecBole's log, compat loss_names)
+    loss_names = ("rec", "align")
 
     def __init__(self, config, dataset):
         loss_type = config["loss_type"]
@@ -173,11 +175,28 @@ class FAERecMixin:
             fixed=float(config_get(config, "curriculum_fixed_item_weight", 0.5)))
         self.grouper = PopularityGrouper(train_popularity(dataset))
         self.current_epoch = 0
+        self._epoch_set = False  # set_epoch() called at least once (else one warning, see below)
 
     # ---- training ---------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        """Called by :class:`~recbole_faerec.trainer.FAERecTrainer` before each training epoch."""
+        """The 0-based training epoch of the curriculum (eq. 11). Every RecBole trainer calls it
+        before each training epoch once ``recbole_faerec`` is imported (compat ``trainer_epoch``);
+        a hand-written training loop must call it itself."""
         self.current_epoch = int(epoch)
+        self._epoch_set = True
+
+    def _warn_epoch_never_set(self) -> None:
+        """Once per model: trained, but nobody ever told it the epoch (a hand-written loop)."""
+        self._epoch_set = True
+        curriculum = self.curriculum
+        if not curriculum.enabled or curriculum.w_min == curriculum.w_max:
+            return  # the weights do not depend on the epoch
+        w_item, w_feat = curriculum.weights(self.current_epoch)
+        logging.getLogger().warning(
+            f"{type(self).__name__} is trained without its epoch ever being set: the alignment "
+            f"curriculum (eq. 11) stays at epoch {self.current_epoch} (w_item={w_item:g}, "
+            f"w_feat={w_feat:g}) for the whole run. Call model.set_epoch(epoch) before each "
+            "training epoch, or train with a RecBole trainer after 'import recbole_faerec'.")
 
     def alignment_items(self, interaction) -> torch.Tensor:
         """The batch's items for alignment: sequence items, targets and sampled negatives.
@@ -223,8 +242,10 @@ class FAERecMixin:
     def calculate_loss(self, interaction):
         """Eq. (14): the backbone's recommendation loss + alpha * alignment (eq. 12).
 
-        Returns ``(rec_loss, alignment_loss)`` so RecBole's trainer logs both.
+        Returns ``(rec_loss, alignment_loss)``, named by :attr:`loss_names` in RecBole's log.
         """
+        if self.training and not getattr(self, "_epoch_set", False):
+            self._warn_epoch_never_set()
         # CE fuses the full table anyway: the input lookups and the alignment views share that pass
         shared = self.item_embedding.shared_tables() if self.faerec_loss_type == "CE" else nullcontext()
         with shared:
