@@ -37,7 +37,7 @@ def test_cli_unknown_model(tmp_path):
     proc = run_py([ENTRY, "--model=SASRecc", "--dataset=ml-100k"], cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: Unknown model 'SASRecc'")
-    assert "sasrec" in proc.stderr and "Traceback" not in proc.stderr
+    assert "Close names: SASRec," in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_unknown_model_wrong_case_suggests_class_name():

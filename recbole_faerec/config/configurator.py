@@ -15,7 +15,14 @@ run with RecBole's own defaults, exactly as under ``run_recbole.py``.
 
 from __future__ import annotations
 
+import difflib
+import glob
+import inspect
 import os
+import re
+from functools import lru_cache
+from logging import getLogger
+from typing import FrozenSet, Optional
 
 import recbole
 from recbole.config import Config as RecBoleConfig
@@ -24,6 +31,70 @@ from recbole.utils import InputType, ModelType
 from recbole_faerec.utils.utils import PROPS_DIR, get_model
 
 RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.abspath(recbole.__file__)), "properties")
+PACKAGE_DIRS = (os.path.dirname(os.path.abspath(recbole.__file__)),
+                os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class DatasetNameError(ValueError):
+    """A dataset name that is a path: RecBole builds the log file's name from it."""
+
+
+def check_dataset_name(dataset) -> None:
+    """``dataset`` must be a name: ``data_path`` holds the folder."""
+    name = str(dataset)
+    separators = {"/", "\\", os.sep, os.altsep} - {None}
+    if name and name not in (".", "..") and not any(sep in name for sep in separators):
+        return
+    parent, base = os.path.split(os.path.normpath(name))
+    example = (f" (here --data_path={parent or '.'} --dataset={base})"
+               if base and base not in (".", "..") else "")
+    raise DatasetNameError(
+        f"dataset '{name}' is a path, not a dataset name: give the folder that holds the dataset's "
+        f"folder as --data_path (data_path) and the dataset's name as --dataset{example}")
+
+
+# Top-level keys of a YAML file, and the keys code reads from a config: config["key"],
+# cfg.get("key"), config_get(config, "key") (any helper called with the config first), "key" in config
+_YAML_KEY = re.compile(r"^([A-Za-z_]\w*)\s*:", re.M)
+_CODE_READS = (
+    re.compile(r"\b\w*(?:config|cfg|config_dict)\s*(?:\[\s*|\.get\(\s*)[\"'](\w+)[\"']"),
+    re.compile(r"\w\(\s*(?:self\.)?\w*(?:config|cfg)\w*\s*,\s*[\"'](\w+)[\"']"),
+    re.compile(r"[\"'](\w+)[\"']\s+(?:not\s+)?in\s+[\w.]*(?:config|cfg)\w*\b"),
+)
+
+
+def _keys_read_by(path: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {key for pattern in _CODE_READS for key in pattern.findall(text)}
+
+
+@lru_cache(maxsize=None)
+def known_config_keys() -> FrozenSet[str]:
+    """Every parameter RecBole 1.2.1 or the plugin knows: the top-level keys of RecBole's YAMLs
+    (``overall``, ``model/``, ``dataset/``, ``quick_start_config/``) and of the plugin's
+    ``props/``, RecBole's parameter lists, and the keys either package's code reads from a config
+    (those that no YAML declares: ``benchmark_filename``, ``local_rank``, ``nproc``, ...)."""
+    from recbole.utils import argument_list
+
+    keys = set()
+    for folder in (RECBOLE_PROPERTIES, PROPS_DIR):
+        for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True):
+            with open(path, encoding="utf-8") as f:
+                keys.update(_YAML_KEY.findall(f.read()))
+    for name in ("general_arguments", "training_arguments", "evaluation_arguments",
+                 "dataset_arguments"):
+        keys.update(getattr(argument_list, name, []))
+    for package in PACKAGE_DIRS:
+        for path in glob.glob(os.path.join(package, "**", "*.py"), recursive=True):
+            keys.update(_keys_read_by(path))
+    return frozenset(keys)
+
+
+_warned_unknown_keys = set()
 
 
 class Config(RecBoleConfig):
@@ -44,13 +115,55 @@ class Config(RecBoleConfig):
                 )
         if isinstance(model, str):
             model = get_model(model)
-        return super()._get_model_and_dataset(model, dataset)
+        model, model_class, dataset = super()._get_model_and_dataset(model, dataset)
+        check_dataset_name(dataset)
+        return model, model_class, dataset
+
+    def _load_config_files(self, file_list):
+        self._config_files = list(file_list or [])
+        return super()._load_config_files(file_list)
+
+    def _warn_unknown_keys(self):
+        """A key the user gave (config files, config_dict, command line) that no YAML declares and
+        no code reads would be silently ignored: warn, naming the closest known key (once per
+        process; a DDP worker leaves it to its launcher)."""
+        if "local_rank" in self.external_config_dict:
+            return
+        known = set(known_config_keys())
+        model_file = _source_file(self.model_class)
+        if model_file:  # a user's own model class reads its own keys
+            known |= _keys_read_by(model_file)
+        for key in self.external_config_dict:
+            if not isinstance(key, str) or key in known:
+                continue
+            message = (f"config key '{key}' ({self._key_source(key)}) is not a parameter of RecBole "
+                       f"or recbole_faerec (no YAML declares it, no code reads it): it has no "
+                       f"effect. {_closest_hint(key, known)}")
+            if message not in _warned_unknown_keys:
+                _warned_unknown_keys.add(message)
+                getLogger().warning(message)
+
+    def _key_source(self, key) -> str:
+        if key in self.cmd_config_dict:
+            return "command line"
+        if key in self.variable_config_dict:
+            return "config_dict"
+        for path in reversed(getattr(self, "_config_files", [])):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    for lineno, line in enumerate(f, 1):
+                        if re.match(rf"{re.escape(key)}\s*:", line):
+                            return f"{path}, line {lineno}"
+            except OSError:
+                continue
+        return "config file"
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         if not os.path.isdir(PROPS_DIR):
             raise FileNotFoundError(
-                f"recbole_faerec's YAML defaults are missing ({PROPS_DIR}); install the plugin from "
-                "its source checkout with 'pip install -e .'"
+                f"recbole_faerec's YAML defaults are missing ({PROPS_DIR}): the installation is "
+                "incomplete; reinstall the plugin ('pip install .' or 'pip install -e .' in its "
+                "source checkout)"
             )
         super()._load_internal_config_dict(model, model_class, dataset)
         if model_class.type != ModelType.SEQUENTIAL:
@@ -110,6 +223,7 @@ class Config(RecBoleConfig):
             and "train_neg_sample_args" not in self.external_config_dict
         ):
             self.final_config_dict["train_neg_sample_args"] = None
+        self._warn_unknown_keys()
         self._check_evaluation()
         super()._set_default_parameters()
         self._check_tail_split()
@@ -144,3 +258,16 @@ class Config(RecBoleConfig):
                 f"unknown metric(s) {unknown} in 'metrics'; RecBole's: {', '.join(builtin)}; "
                 f"recbole_faerec's: {', '.join(sorted(ours))} (names are case-insensitive)")
         check_evaluation_settings(self)
+
+
+def _source_file(cls) -> Optional[str]:
+    try:
+        return inspect.getsourcefile(cls)
+    except (TypeError, OSError):
+        return None
+
+
+def _closest_hint(key: str, known) -> str:
+    same_case = [k for k in known if k.lower() == key.lower()]
+    close = same_case or difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    return f"Did you mean '{close[0]}'?" if close else "No parameter has a similar name."

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import List, Optional
 
+from recbole_faerec.config.configurator import DatasetNameError
 from recbole_faerec.data.atomic import AtomicFileError
 from recbole_faerec.embeddings.providers import EmbeddingError
 from recbole_faerec.evaluator import EvaluationConfigError
 from recbole_faerec.quick_start.quick_start import run
+from recbole_faerec.trainer.resume import ResumeError
 from recbole_faerec.utils.utils import ModelNotFoundError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Train and evaluate a RecBole or recbole_faerec model. Any RecBole parameter "
-        "can be given as --key=value (e.g. --epochs=10 --MAX_ITEM_LIST_LENGTH=20).",
+        "can be given as --key=value or --key value (e.g. --epochs=10 --MAX_ITEM_LIST_LENGTH 20).",
     )
     parser.add_argument("--model", "-m", default="SASRec",
                         help="model name (default SASRec); several, comma-separated, run the "
@@ -29,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ip", default="localhost", help="address of the rank-0 node")
     parser.add_argument("--port", default="5678", help="port of the rank-0 node")
     parser.add_argument("--group_offset", type=int, default=0, help="rank offset of this node")
+    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="PATH",
+                        help="continue an interrupted run from its last-epoch checkpoint "
+                        "<checkpoint_dir>/<model>-<dataset>-last.pth, or from PATH "
+                        "(--resume=PATH); a run that is done is only evaluated")
     parser.add_argument("--out_dir", default=None,
                         help="comparison: where results.md/.csv/.json and the plots go "
                         "(default saved/comparison-<dataset>)")
@@ -37,9 +44,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class CommandLineError(ValueError):
+    """A command-line parameter RecBole's Config could not read."""
+
+
+# a negative number is a value, not an option: -1, -0.5, -.5, -1e-3, -inf
+_NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|-inf", re.IGNORECASE)
+
+
+def recbole_args(extra: List[str]) -> List[str]:
+    """The arguments the runner's own parser left (RecBole parameters), in the one form RecBole's
+    Config reads from ``sys.argv``: ``--key value`` becomes ``--key=value``.
+
+    A value is the next argument unless it starts with ``-`` and is not a number (``--epochs 1``,
+    ``--weight_decay -1e-4``); ``--key`` without a value is a :class:`CommandLineError`.
+    Other arguments pass unchanged (RecBole warns that it does not use them).
+    """
+    out: List[str] = []
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if arg.startswith("--") and len(arg) > 2 and "=" not in arg:
+            value = extra[i + 1] if i + 1 < len(extra) else None
+            if value is None or (value.startswith("-") and not _NEGATIVE_NUMBER.fullmatch(value)):
+                raise CommandLineError(
+                    f"{arg} has no value: write {arg}=VALUE or {arg} VALUE (a value that starts "
+                    f"with '-' and is not a number needs {arg}=VALUE)")
+            out.append(f"{arg}={value}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the command line; return the exit status (2 for bad input, with a one-line reason)."""
-    args, _ = build_parser().parse_known_args(argv)
+    """Run the command line; return the exit status (2 for bad input, with a one-line reason).
+
+    The runner's own options (``--model``, ``--dataset``, ...) are taken here, in either form;
+    RecBole's Config, which reads ``sys.argv`` itself, sees only the other parameters, as
+    ``--key=value``, while the run lasts.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    original_argv = sys.argv
+    try:
+        sys.argv = original_argv[:1] + recbole_args(extra)
+        return _run(args)
+    except CommandLineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        sys.argv = original_argv
+
+
+def _run(args: argparse.Namespace) -> int:
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     try:
@@ -48,6 +107,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print("error: the comparison of several models runs in one process; "
                       "drop --nproc/--world_size", file=sys.stderr)
                 return 2
+            if args.resume:
+                print("error: --resume continues one model's run; the comparison of several "
+                      "models does not resume", file=sys.stderr)
+                return 2
             from recbole_faerec.quick_start.compare import run_comparison
 
             run_comparison(models, args.dataset, config_file_list=config_file_list,
@@ -55,8 +118,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         run(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
             nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
-            group_offset=args.group_offset)
-    except (ModelNotFoundError, AtomicFileError, EmbeddingError, EvaluationConfigError) as err:
+            group_offset=args.group_offset, resume=args.resume)
+    except (ModelNotFoundError, AtomicFileError, EmbeddingError, EvaluationConfigError,
+            ResumeError, DatasetNameError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import os
 import pkgutil
+import re
 from functools import lru_cache
 from typing import Dict, List, Tuple
 
@@ -14,7 +15,19 @@ import recbole
 from recbole.utils import get_trainer as recbole_get_trainer
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROPS_DIR = os.path.join(os.path.dirname(PACKAGE_ROOT), "props")
+
+
+def _find_props_dir() -> str:
+    """The plugin's YAML defaults: ``recbole_faerec/props/`` inside an installed wheel (setup.py
+    maps the source tree's ``props/`` there), else ``props/`` beside the package in a source
+    checkout or an editable install."""
+    installed = os.path.join(PACKAGE_ROOT, "props")
+    if os.path.isfile(os.path.join(installed, "overall.yaml")):
+        return installed
+    return os.path.join(os.path.dirname(PACKAGE_ROOT), "props")
+
+
+PROPS_DIR = _find_props_dir()
 
 _PLUGIN_SUBMODULES = ["sequential_recommender"]
 _RECBOLE_SUBMODULES = [
@@ -78,6 +91,33 @@ def plugin_model_names() -> List[str]:
     return sorted(_plugin_registry())
 
 
+def _recbole_class_name(sub: str, module_name: str) -> str:
+    """The class name RecBole's model module ``module_name`` defines (``sasrec`` -> ``SASRec``),
+    read from its source: importing it could fail on an optional library (lightgbm, xgboost)."""
+    spec = importlib.util.find_spec(f"recbole.model.{sub}")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(location, f"{module_name}.py")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                for cls_name in re.findall(r"^class\s+(\w+)", f.read(), flags=re.M):
+                    if cls_name.lower() == module_name:
+                        return cls_name
+    return module_name
+
+
+def suggest_model_names(model_name: str, n: int = 5) -> List[str]:
+    """The known model class names closest to ``model_name`` (compared case-insensitively), as
+    the exact names to pass (``FAERec_SASRec``, ``SASRec``)."""
+    candidates: Dict[str, Tuple[str, str]] = {}  # lowercased name -> (RecBole submodule, name)
+    for sub, name in recbole_model_modules():
+        candidates.setdefault(name, (sub, name))
+    for cls_name in _plugin_registry():
+        candidates[cls_name.lower()] = ("", cls_name)
+    close = difflib.get_close_matches(model_name.lower(), list(candidates), n=n, cutoff=0.5)
+    return [candidates[c][1] if not candidates[c][0] else _recbole_class_name(*candidates[c])
+            for c in close]
+
+
 def get_model(model_name: str) -> type:
     """Return the model class for ``model_name``: the plugin's own first, then RecBole's.
 
@@ -106,9 +146,8 @@ def get_model(model_name: str) -> type:
                 f"Unknown model '{model_name}': model names are case-sensitive, did you mean "
                 f"'{matches[0]}'?"
             )
-    known = list(registry) + [name for _, name in recbole_model_modules()]
-    close = difflib.get_close_matches(model_name.lower(), [k.lower() for k in known], n=5, cutoff=0.5)
-    hint = f" Close names: {', '.join(close)} (class names are case-sensitive, e.g. SASRec)." if close else ""
+    close = suggest_model_names(model_name)
+    hint = f" Close names: {', '.join(close)} (class names are case-sensitive)." if close else ""
     raise ModelNotFoundError(
         f"Unknown model '{model_name}': it is neither a recbole_faerec model "
         f"({', '.join(plugin_model_names()) or 'none yet'}) nor a RecBole {recbole.__version__} "
