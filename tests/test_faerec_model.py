@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_SASREC
+from conftest import BEAUTY_TITLE_PROMPT, TINY_SASREC
 
 TINY = {**TINY_SASREC, "embedding_size": 8, "state": "WARNING", "llm_emb_provider": "tfidf",
         "llm_emb_dimensions": 32, "train_batch_size": 1024}
@@ -250,7 +250,7 @@ def test_short_real_run_on_amazon_beauty_improves(amazon_beauty_local, tmp_path,
     monkeypatch.chdir(tmp_path)
     config, model, train, valid, _ = build(
         dataset="amazon-beauty", data_path=str(amazon_beauty_local), llm_emb_provider="local",
-        hidden_size=32, inner_size=64, MAX_ITEM_LIST_LENGTH=10, epochs=2, train_batch_size=2048)
+        llm_prompt_template=BEAUTY_TITLE_PROMPT, hidden_size=32, inner_size=64, MAX_ITEM_LIST_LENGTH=10, epochs=2, train_batch_size=2048)
     assert model.item_embedding.llm_table.shape == (12102, 384)  # MiniLM vectors, PCA-initialised
     loss0, ndcg0 = valid_loss_and_ndcg(model, valid)
     trainer = FAERecTrainer(config, model)
