@@ -25,6 +25,8 @@ def comparison(tmp_path_factory):
 def test_runner_writes_table_csv_and_plots(comparison):
     md = (comparison / "results.md").read_text()
     assert "943 test users" in md and "head = top 0.2 of 1682 items = 336 items" in md
+    assert ("Full ranking with the users' history items ranked (RecBole's protocol); 0 test targets "
+            "repeat an item of their input sequence.") in md
     for model in ("SASRec", "FAERec_SASRec"):
         assert f"| {model} |" in md and f"| {model} NDCG@10 |" in md
     with open(comparison / "results.csv") as f:

@@ -258,6 +258,9 @@ class Config(RecBoleConfig):
                 f"unknown metric(s) {unknown} in 'metrics'; RecBole's: {', '.join(builtin)}; "
                 f"recbole_faerec's: {', '.join(sorted(ours))} (names are case-insensitive)")
         check_evaluation_settings(self)
+        from recbole_faerec.evaluator.history import check_history_settings
+
+        check_history_settings(self)
 
 
 def _source_file(cls) -> Optional[str]:

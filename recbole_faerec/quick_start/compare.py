@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
+from recbole_faerec.evaluator.history import history_score, targets_in_history
 from recbole_faerec.evaluator.metrics import METRICS
 from recbole_faerec.evaluator.popularity import (
     ATTRIBUTE,
@@ -200,6 +201,9 @@ def _protocol(config, train_data, test_data) -> Dict[str, Any]:
         "group_items": [int((item_groups == i).sum()) for i in range(len(names))],
         "group_test_rows": [int((groups == i).sum()) for i in range(len(names))],
         "tail_mask": tail,
+        "history_excluded": bool(config["eval_exclude_history"]),
+        "history_score": str(history_score(config)),
+        "targets_in_history": targets_in_history(dataset),
     }
 
 
@@ -266,9 +270,24 @@ def markdown_table(rows, info) -> str:
              f"target ({100 * info['tail_test_rows'] / max(info['test_rows'], 1):.1f} %); head = top "
              f"{info['head_ratio']:g} of {info['n_items']} items = {info['n_head_items']} items "
              f"(popularity >= {info['min_head_count']}, counted over "
-             f"{'the whole data' if info['popularity_source'] == 'all' else 'the training split'}).")
+             f"{'the whole data' if info['popularity_source'] == 'all' else 'the training split'}). "
+             + _history_text(info))
     return intro + "\n\n" + "\n".join(lines) + "\n\nPer popularity group of the target item:\n\n" \
         + "\n".join(glines) + "\n"
+
+
+def _history_text(info) -> str:
+    """How the ranking treats each user's own earlier items (``eval_exclude_history``)."""
+    if "history_excluded" not in info:  # results written before the key existed
+        return ""
+    repeats = f"{info['targets_in_history']} test targets repeat an item of their input sequence"
+    if not info["history_excluded"]:
+        return f"Full ranking with the users' history items ranked (RecBole's protocol); {repeats}."
+    if info["history_score"] == "-inf":
+        return (f"Full ranking without the items of each user's input sequence "
+                f"(eval_exclude_history); {repeats} and count as misses.")
+    return (f"Full ranking with each user's input-sequence items scored {info['history_score']} "
+            f"(eval_history_score, the authors' protocol); {repeats}.")
 
 
 def _write_tables(rows, info, out_dir) -> None:
