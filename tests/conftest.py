@@ -92,3 +92,25 @@ def session_cache(tmp_path_factory):
 def cache(tmp_path_factory):
     """A fresh item-embedding cache for ml-100k (``$RECBOLE_FAEREC_CACHE``) per test module."""
     yield from _cache_in(tmp_path_factory.mktemp("emb-cache"))
+
+
+# ml-100k's training split counted by hand (tests of train-only popularity compare with it)
+def hand_train_popularity(dataset):
+    """Per internal item id, the interactions of the training part ``s[:-2]`` of each user's
+    history, counted straight from RecBole's copy of ml-100k.inter: each user's interactions in
+    time order, the last two dropped. RecBole min-max normalises float fields (``normalize_all``)
+    and holds them as float32, about 1 s of resolution here, and sorts stably: interactions whose
+    normalised float32 times tie keep the file's order."""
+    import numpy as np
+    import pandas as pd
+    import recbole
+
+    raw = pd.read_csv(f"{recbole.__path__[0]}/dataset_example/ml-100k/ml-100k.inter", sep="\t",
+                      dtype={"user_id:token": str, "item_id:token": str})
+    time = raw["timestamp:float"]
+    raw["time"] = ((time - time.min()) / (time.max() - time.min())).astype(np.float32)
+    raw = raw.sort_values("time", kind="stable")
+    from_end = raw.groupby("user_id:token", sort=False).cumcount(ascending=False)
+    per_token = raw.loc[from_end >= 2, "item_id:token"].value_counts()
+    tokens = dataset.field2id_token["item_id"]
+    return np.array([0] + [int(per_token.get(t, 0)) for t in tokens[1:]], dtype=np.int64)

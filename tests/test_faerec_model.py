@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BEAUTY_TITLE_PROMPT, TINY_SASREC
+from conftest import BEAUTY_TITLE_PROMPT, TINY_SASREC, hand_train_popularity
 
 TINY = {**TINY_SASREC, "embedding_size": 8, "state": "WARNING", "llm_emb_provider": "tfidf",
         "llm_emb_dimensions": 32, "train_batch_size": 1024}
@@ -52,13 +52,31 @@ def test_gradients_reach_gate_projector_and_id_table(sasrec):
     _, model, train, *_ = sasrec
     model.train()
     model.set_epoch(15)  # both alignment terms active (w_item = 0.9, w_feat = 0.1)
-    model.zero_grad()
-    rec, align = model.calculate_loss(first_batch(train))
-    (rec + align).backward()
+    batch = first_batch(train)
+    rec, align = model.calculate_loss(batch)
     fused = model.item_embedding
-    for name, module in [("gate", fused.gate), ("projector", fused.projector), ("ids", fused.id_embedding)]:
-        grads = [p.grad for p in module.parameters()]
-        assert all(g is not None and g.abs().sum() > 0 for g in grads), name
+    parts = {"gate": fused.gate, "projector": fused.projector, "ids": fused.id_embedding}
+
+    def grads(loss):
+        params = [(name, p) for name, module in parts.items() for p in module.parameters()]
+        got = torch.autograd.grad(loss, [p for _, p in params], retain_graph=True, allow_unused=True)
+        return [(name, g) for (name, _), g in zip(params, got)]
+
+    # the alignment term alone (eq. 5, 10) trains the ID table and the projector, not the gate
+    # (it compares e_i with p_i, no fusion); a detached alignment term would fail here
+    from_align = grads(align)  # once: the item term's buffer becomes its gradient
+    for name, g in from_align:
+        if name == "gate":
+            assert g is None or not g.any(), name
+        else:
+            assert g is not None and g.abs().sum() > 0, name
+    # ... and exactly the ID rows of the batch's alignment items
+    [id_grad] = [g for name, g in from_align if name == "ids"]
+    touched = torch.nonzero(id_grad.abs().sum(1)).flatten()
+    assert torch.equal(touched, torch.sort(model.alignment_items(batch)).values)
+    # the recommendation term reaches all three through the gated fusion (eq. 3-4)
+    for name, g in grads(rec):
+        assert g is not None and g.abs().sum() > 0, name
 
 
 def alignment(model, items, epoch=15):
@@ -115,17 +133,16 @@ def test_alignment_items_are_distinct_batch_items(sasrec):
 
 def test_train_popularity_counts_the_training_part(sasrec):
     _, model, train, *_ = sasrec
-    pop = model.grouper.popularity  # clamped at 1 for unseen items
     ds = train._dataset
-    n_users = ds.user_num - 1
-    raw = np.bincount(ds.inter_feat["item_id"].numpy(), minlength=ds.item_num)
+    expected = hand_train_popularity(ds)
     # every ml-100k user has >= 20 interactions: the training part is all but the last two
+    assert expected.sum() == 100_000 - 2 * (ds.user_num - 1)
     from recbole_faerec.model.popularity import train_popularity
 
-    counts = train_popularity(ds)
-    assert counts.sum() == 100_000 - 2 * n_users
-    assert (counts >= raw).all() and (counts - raw).sum() == n_users  # + each user's first item
-    assert torch.equal(pop, torch.as_tensor(counts).clamp(min=1))
+    assert train_popularity(ds).tolist() == expected.tolist()
+    # the model's grouper holds it, items never seen in training counted as 1 (reference notes §1)
+    assert (expected[1:] == 0).any()
+    assert model.grouper.popularity.tolist() == np.maximum(expected, 1).tolist()
 
 
 def test_pca_init_is_aligned_to_recbole_ids(cache):
@@ -167,23 +184,40 @@ def test_every_backbone_trains_and_ranks(backbone, cache):
     assert scores.numel() == len(batch) * model.n_items and torch.isfinite(scores).all()
 
 
+def gated_rows(model, ids):
+    """Eq. (2)-(4) by hand for the distinct ``ids`` (drawing dropout masks in the order the model
+    does: projector, then gate), as rows for ``ids``."""
+    fused = model.item_embedding
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    e = fused.id_embedding.weight[unique]
+    p = fused.projector(fused.llm_table[unique])
+    g = fused.gate(e, p)
+    return (g * e + (1 - g) * p)[inverse]
+
+
 def test_bce_loss_samples_one_negative(cache):
     from recbole_faerec.model.loss import BCEOneNegativeLoss
 
     config, model, train, *_ = build(loss_type="BCE")
     assert config["train_neg_sample_args"]["distribution"] == "uniform"
+    assert config["train_neg_sample_args"]["sample_num"] == 1
     assert isinstance(model.loss_fct, BCEOneNegativeLoss) and model.loss_type == "BPR"
     batch = first_batch(train)
-    assert "neg_item_id" in batch.interaction
-    model.eval()  # deterministic: compare with BCE from the model's own scores
+    assert batch["neg_item_id"].shape == batch["item_id"].shape  # one negative per target
+    model.train()  # the training path, dropout on: the same masks for both by seeding both
     model.set_epoch(0)
+    torch.manual_seed(7)
+    rec, _ = model.calculate_loss(batch)
+    torch.manual_seed(7)
     with torch.no_grad():
-        rec, _ = model.calculate_loss(batch)
         seq = model.forward(batch["item_id_list"], batch["item_length"])
-        pos = (seq * model.item_embedding(batch["item_id"])).sum(-1)
-        neg = (seq * model.item_embedding(batch["neg_item_id"])).sum(-1)
-    expected = (torch.nn.functional.softplus(-pos) + torch.nn.functional.softplus(neg)).mean()
+        pos = (seq * gated_rows(model, batch["item_id"])).sum(-1)      # eq. (13): gated items
+        neg = (seq * gated_rows(model, batch["neg_item_id"])).sum(-1)
+    expected = (-torch.log(torch.sigmoid(pos)) - torch.log(1 - torch.sigmoid(neg))).mean()
     assert rec.item() == pytest.approx(expected.item(), rel=1e-5)
+    # dropout is on: another step's masks give another loss
+    torch.manual_seed(8)
+    assert model.calculate_loss(batch)[0].item() != pytest.approx(rec.item(), rel=1e-5)
 
 
 def test_checkpoint_round_trip_and_wrong_embeddings(cache, tmp_path, monkeypatch):

@@ -1,0 +1,274 @@
+"""FAERec's configurable paths on ml-100k, each against a hand computation: the reference quirks,
+the alignment item set, dropout, the inference fusion, and the YAML defaults against the paper."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from conftest import REPO, TINY_SASREC
+
+TINY = {**TINY_SASREC, "embedding_size": 8, "state": "WARNING", "llm_emb_provider": "tfidf",
+        "llm_emb_dimensions": 32, "train_batch_size": 256}
+
+
+def build(**extra):
+    from recbole.utils import init_seed
+
+    from recbole_faerec.quick_start import build_config, load_dataset
+    from recbole_faerec.utils import get_model
+
+    config = build_config("FAERec_SASRec", "ml-100k", config_dict={**TINY, **extra})
+    init_seed(config["seed"], config["reproducibility"])
+    _, train, valid, _ = load_dataset(config)
+    init_seed(config["seed"], config["reproducibility"])
+    return config, get_model("FAERec_SASRec")(config, train._dataset), train, valid
+
+
+@pytest.fixture(scope="module")
+def default(cache):
+    return build()
+
+
+@pytest.fixture(scope="module")
+def bce(cache):
+    return build(loss_type="BCE")
+
+
+def twin(reference, **extra):
+    """A model built with ``extra`` settings, holding ``reference``'s weights."""
+    config, model, train, valid = build(**extra)
+    model.load_state_dict(reference.state_dict())
+    return config, model, train, valid
+
+
+def batch_items(batch, negatives=True):
+    parts = [batch["item_id_list"].flatten(), batch["item_id"]]
+    if negatives and "neg_item_id" in batch.interaction:
+        parts.append(batch["neg_item_id"])
+    return torch.cat(parts)
+
+
+def distinct(items):
+    items = torch.unique(items)
+    return items[items > 0]
+
+
+def bce_by_hand(seq, pos_rows, neg_rows):
+    pos, neg = (seq * pos_rows).sum(-1), (seq * neg_rows).sum(-1)
+    return (-torch.log(torch.sigmoid(pos)) - torch.log(1 - torch.sigmoid(neg))).mean()
+
+
+# ---- the YAML defaults are the paper's ------------------------------------------------------
+
+def test_yaml_defaults_are_the_papers():
+    from recbole_faerec.quick_start import build_config
+
+    with open(REPO / "props" / "model" / "FAERec.yaml") as f:
+        declared = yaml.safe_load(f)
+    expected = {
+        "hidden_size": 128, "embedding_size": 128,  # paper §5.1.5: embedding size 128
+        "inner_size": 512,                          # reference notes §2: SASRec's FFN is 4d
+        "align_weight": 0.2,        # alpha, eq. (14); reference notes §2 Defaults (main.py), §3 table
+        "item_tau": 0.05,           # tau, eq. (5); reference notes §2 (item_tou 0.05)
+        "bt_lambda": 0.005,         # lambda, eq. (9); reference notes §2 (trainers.py:45 hard-coded)
+        "w_min": 0.9, "w_max": 1.0, "period": 30,   # eq. (11); reference notes §2 Defaults
+        "projector_dropout": 0.3,   # eq. (2); reference notes §2 Projector (Drop_0.3)
+        "gate_dropout": 0.1,        # eq. (3); reference notes §2 Gate (Drop_0.1)
+        "inference_fusion": "mean",  # paper §4.3 Inference: equal-weighted fusion
+        "reference_quirks": [],      # the paper's method, not the authors' code
+    }
+    assert {k: declared[k] for k in expected} == expected
+    # and that is what a run gets, with the paper's optimiser and SASRec's depth (§5.1.5; notes §2)
+    config = build_config("FAERec_SASRec", "ml-100k", config_dict={"state": "WARNING"})
+    assert {k: config[k] for k in expected} == expected
+    assert config["learning_rate"] == 0.001 and config["n_layers"] == 2 and config["n_heads"] == 2
+    assert config["MAX_ITEM_LIST_LENGTH"] == 50  # reference notes §2 Defaults: max_len 50
+    for switch in ("use_gate", "item_align", "feature_align", "curriculum", "pop_group", "pca_init"):
+        assert config[switch] is True, switch  # every part of the method on (paper Table 3)
+
+
+# ---- reference quirks ---------------------------------------------------------------------
+
+def test_train_id_scores_scores_training_items_with_the_id_table(bce, cache):
+    _, paper, train, valid = bce
+    _, quirk, _, _ = twin(paper, loss_type="BCE", reference_quirks=["train_id_scores"])
+    batch = next(iter(train))
+    for model in (paper, quirk):
+        model.train()
+        model.set_epoch(0)
+    torch.manual_seed(3)
+    rec, _ = quirk.calculate_loss(batch)
+    torch.manual_seed(3)  # the same dropout masks for the sequence encoder
+    with torch.no_grad():
+        seq = quirk.forward(batch["item_id_list"], batch["item_length"])
+        ids = quirk.item_embedding.id_embedding.weight
+        expected = bce_by_hand(seq, ids[batch["item_id"]], ids[batch["neg_item_id"]])
+    assert rec.item() == pytest.approx(expected.item(), rel=1e-5)
+    torch.manual_seed(3)  # the same weights and masks, the paper's gated item scores: another loss
+    assert paper.calculate_loss(batch)[0].item() != pytest.approx(rec.item(), rel=1e-5)
+    # only the training scores change: the input keeps the gate and evaluation is the same
+    assert quirk.item_embedding.input_fusion == "gate"
+    interaction = next(iter(valid))[0]
+    for model in (paper, quirk):
+        model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(quirk.full_sort_predict(interaction), paper.full_sort_predict(interaction),
+                                   rtol=0, atol=0)
+
+
+def infonce_by_hand(e, p, tau, ids):
+    """Eq. (5) with the authors' masking: an item's other copies are not its negatives."""
+    logits = F.normalize(e.double(), dim=-1) @ F.normalize(p.double(), dim=-1).t() / tau
+    same = ids.unsqueeze(0) == ids.unsqueeze(1)
+    same.fill_diagonal_(False)
+    logits = logits.masked_fill(same, float("-inf"))
+    return -torch.log_softmax(logits, dim=1).diagonal().mean()
+
+
+def test_align_duplicates_keeps_every_occurrence(default, cache):
+    _, paper, train, _ = default
+    _, quirk, _, _ = twin(paper, reference_quirks=["align_duplicates"], align_max_items=10 ** 6)
+    batch = next(iter(train))
+    occurrences = batch_items(batch)
+    occurrences = occurrences[occurrences > 0]
+    items = quirk.alignment_items(batch)
+    assert torch.equal(items, occurrences)  # every occurrence, in batch order
+    assert items.numel() > distinct(items).numel()  # ... so repeats are in
+    assert torch.equal(paper.alignment_items(batch), distinct(occurrences))
+    # the item term masks an item's copies out of its denominator: shown on the occurrences of the
+    # batch's 10 most frequent items, where copies are most of each denominator
+    values, counts = torch.unique(items, return_counts=True)
+    items = items[torch.isin(items, values[torch.argsort(counts, descending=True)[:10]])]
+    assert items.numel() >= 5 * 10  # at least 5 copies each on average
+    quirk.eval()
+    quirk.set_epoch(0)  # w_item = 1, w_feat = 0
+    fused = quirk.item_embedding
+    with torch.no_grad():
+        got = quirk.alignment_losses(items)
+        e, p = fused.id_embedding.weight[items], fused.projector(fused.llm_table[items])
+        expected = infonce_by_hand(e, p, quirk.item_tau, items)
+        unmasked = infonce_by_hand(e, p, quirk.item_tau, torch.arange(items.numel()))
+    assert set(got) == {"item"}
+    assert got["item"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert got["item"].item() < unmasked.item() - 0.01  # copies left in would raise it
+
+
+def test_pca_with_padding_fits_two_zero_rows(default, cache):
+    from sklearn.decomposition import PCA
+
+    from recbole_faerec.embeddings import store
+
+    config, paper, train, valid = default
+    _, quirk, _, _ = build(reference_quirks=["pca_with_padding"])
+    ds = train._dataset
+    tokens, emb = store.parse_atomic_embeddings(str(cache / "ml-100k" / "ml-100k.itememb"))
+    real = emb[[tokens.index(t) for t in ds.field2id_token["item_id"][1:]]]
+    zero = np.zeros((1, real.shape[1]))
+    padded = PCA(n_components=8, random_state=config["seed"]).fit(np.vstack([zero, real, zero]))
+    plain = PCA(n_components=8, random_state=config["seed"]).fit(real)
+    got = quirk.item_embedding.id_embedding.weight.detach().numpy()[1:]
+    np.testing.assert_allclose(got, padded.transform(real), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(paper.item_embedding.id_embedding.weight.detach().numpy()[1:],
+                               plain.transform(real), rtol=1e-4, atol=1e-5)
+    assert np.abs(padded.transform(real) - plain.transform(real)).max() > 1e-3
+    # everything else is the same model: the scores differ through the ID table only
+    state, other = quirk.state_dict(), paper.state_dict()
+    assert [k for k in state if not torch.equal(state[k], other[k])] == ["item_embedding.id_embedding.weight"]
+    interaction = next(iter(valid))[0]
+    for model in (paper, quirk):
+        model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(quirk.full_sort_predict(interaction), paper.full_sort_predict(interaction),
+                                  rtol=1e-4, atol=1e-5)
+
+
+# ---- the alignment item set ---------------------------------------------------------------
+
+def test_align_max_items_caps_the_alignment_set(default, cache):
+    _, paper, train, _ = default
+    _, capped, _, _ = twin(paper, align_max_items=50)
+    batch = next(iter(train))
+    every = distinct(batch_items(batch))
+    assert every.numel() > 50
+    first, second = capped.alignment_items(batch), capped.alignment_items(batch)
+    assert first.numel() == 50 and distinct(first).numel() == 50  # 50 distinct batch items
+    assert torch.isin(first, every).all()
+    assert not torch.equal(first, second)  # a random subset at each step
+    capped.train()
+    capped.set_epoch(15)
+    sizes = []  # the items the feature-level term groups, seen by wrapping the real grouper
+    original = capped.grouper.split
+    capped.grouper.split = lambda items: sizes.append(items.numel()) or original(items)
+    try:
+        capped.calculate_loss(batch)
+    finally:
+        del capped.grouper.split
+    assert sizes == [50]  # the training step aligns exactly the capped set
+
+
+def test_bce_negatives_join_the_alignment_set(bce):
+    _, model, train, _ = bce
+    batch = next(iter(train))
+    negatives = batch["neg_item_id"]
+    items = model.alignment_items(batch)
+    assert torch.equal(items, distinct(batch_items(batch)))
+    # negatives that are in no sequence and are no target are aligned too
+    only_negative = negatives[~torch.isin(negatives, batch_items(batch, negatives=False))]
+    assert only_negative.numel() > 0 and torch.isin(only_negative, items).all()
+
+
+# ---- dropout and the inference fusion -----------------------------------------------------
+
+def test_projector_and_gate_dropout_act_in_training_only(default, cache):
+    config, model, *_ = default
+    fused = model.item_embedding
+    assert fused.projector.net[2].p == config["projector_dropout"] == 0.3
+    assert fused.gate.drop.p == config["gate_dropout"] == 0.1
+    ids = torch.arange(1, 200)
+    with torch.no_grad():
+        e, llm = fused.id_embedding.weight[ids], fused.llm_table[ids]
+        model.train()
+        assert not torch.equal(fused.projector(llm), fused.projector(llm))
+        p = fused.projector(llm)
+        assert not torch.equal(fused.gate(e, p), fused.gate(e, p))
+        model.eval()
+        assert torch.equal(fused.projector(llm), fused.projector(llm))
+        assert torch.equal(fused.gate(e, p), fused.gate(e, p))
+    # the settings take effect: without dropout, training passes repeat
+    _, still, _, _ = twin(model, projector_dropout=0.0, gate_dropout=0.0)
+    still.train()
+    fused = still.item_embedding
+    with torch.no_grad():
+        assert torch.equal(fused.projector(llm), fused.projector(llm))
+        assert torch.equal(fused.gate(e, p), fused.gate(e, p))
+
+
+def scores_by_hand(model, interaction, how):
+    """Full-sort scores from the sequence output and the item table fused by hand (eval mode)."""
+    fused = model.item_embedding
+    seq = model.forward(interaction["item_id_list"], interaction["item_length"])
+    e = fused.id_embedding.weight
+    p = fused.projector(fused.llm_table)
+    if how == "gate":
+        g = fused.gate(e, p)
+        table = g * e + (1 - g) * p  # eq. (4)
+    else:
+        table = 0.5 * (e + p)         # §4.3: equal-weighted fusion
+    table = table.clone()
+    table[0] = 0  # padding
+    return seq @ table.t()
+
+
+def test_inference_fusion_gate_and_mean(default, cache):
+    _, mean, _, valid = default
+    _, gate, _, _ = twin(mean, inference_fusion="gate")
+    interaction = next(iter(valid))[0]
+    for model in (mean, gate):
+        model.eval()
+    with torch.no_grad():
+        by_gate, by_mean = gate.full_sort_predict(interaction), mean.full_sort_predict(interaction)
+        torch.testing.assert_close(by_gate, scores_by_hand(gate, interaction, "gate"), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(by_mean, scores_by_hand(mean, interaction, "mean"), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(by_gate, by_mean, rtol=1e-3, atol=1e-4)
