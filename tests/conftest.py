@@ -55,7 +55,8 @@ def amazon_beauty(data_root) -> Path:
 
 
 #: the prompt of the amazon_beauty_local embeddings: the bare title embeds 1.7x faster on the CPU
-#: than the paper's template around it (amazon-beauty has titles only either way)
+#: than the paper's template around it (1,500 items: 19.9 s against 33.1 s with MiniLM on 2 cores;
+#: amazon-beauty has titles only either way)
 BEAUTY_TITLE_PROMPT = "{title}"
 
 

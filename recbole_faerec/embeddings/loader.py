@@ -130,7 +130,8 @@ def sync_item_embeddings(config: Mapping, logger: Optional[logging.Logger] = Non
     distributed launch runs it once before starting the workers.
 
     Returns what the model uses: ``{"file", "provider", "model", "dimension", "items",
-    "embedded", "reused"}``.
+    "embedded", "reused"}``, and the cache's ``tokens`` and ``emb`` once checked (None for
+    ``precomputed``, which is read by :func:`load_item_embeddings`).
     """
     logger = logger or logging.getLogger(__name__)
     paths = embedding_paths(config)
@@ -145,7 +146,7 @@ def sync_item_embeddings(config: Mapping, logger: Optional[logging.Logger] = Non
         encoder = manifest.get("encoder") or {"provider": "unknown (no manifest)", "model": "unknown"}
         return {"file": paths.atomic, "provider": encoder.get("provider"), "model": encoder.get("model"),
                 "dimension": manifest.get("dimension"), "items": manifest.get("n_items"),
-                "embedded": 0, "reused": manifest.get("n_items")}
+                "embedded": 0, "reused": manifest.get("n_items"), "tokens": None, "emb": None}
     provider = provider_from_config(config)
     item_path = item_file(config)
     if not os.path.isfile(item_path):
@@ -162,14 +163,20 @@ def sync_item_embeddings(config: Mapping, logger: Optional[logging.Logger] = Non
     encoder = provider.describe()
     return {"file": paths.atomic, "provider": encoder["provider"], "model": encoder.get("model"),
             "dimension": summary.dimension, "items": summary.total,
-            "embedded": summary.embedded, "reused": summary.reused}
+            "embedded": summary.embedded, "reused": summary.reused,
+            "tokens": summary.tokens, "emb": summary.emb}
 
 
 def ensure_item_embeddings(dataset, config: Mapping, logger: Optional[logging.Logger] = None) -> np.ndarray:
-    """:func:`sync_item_embeddings`, then :func:`load_item_embeddings`; logs the source used."""
+    """:func:`sync_item_embeddings`, then the checked vectors aligned to the dataset's ids (as
+    :func:`load_item_embeddings` returns them, without reading the cache twice); logs the source."""
     logger = logger or logging.getLogger(__name__)
     source = sync_item_embeddings(config, logger)
-    matrix = load_item_embeddings(dataset, config)
+    if source["emb"] is None:
+        matrix = load_item_embeddings(dataset, config)
+    else:
+        matrix = align_to_dataset(source["tokens"], source["emb"],
+                                  dataset.field2id_token[dataset.iid_field], source["file"])
     logger.info(f"Item LLM embeddings: {source['file']} ({source['provider']} {source['model']}, "
                 f"{matrix.shape[1]}-d, {source['items']} items in the file, {matrix.shape[0] - 1} in "
                 f"the dataset; {source['embedded']} embedded in this run)")

@@ -33,6 +33,9 @@ class EmbedSummary:
     seconds: float = 0.0
     paths: Optional[store.EmbeddingPaths] = None
     empty_items: List[str] = field(default_factory=list)
+    #: the cache's content after the run (token order of ``.item``), so a caller need not reread it
+    tokens: Optional[List[str]] = None
+    emb: Optional[np.ndarray] = None
 
     def line(self) -> str:
         rate = self.embedded / self.seconds if self.seconds and self.embedded else 0.0
@@ -184,7 +187,8 @@ def embed_items(
                 and manifest.get("prompt") == settings.signature():
             # nothing changed: the files on disk are already these
             summary.reused = len(tokens)
-            summary.dimension = int(manifest.get("dimension") or next(iter(vectors.values())).shape[0])
+            summary.tokens, summary.emb = tokens, np.stack([vectors[t] for t in tokens])
+            summary.dimension = int(summary.emb.shape[1])
             summary.seconds = time.time() - start
             return summary
         if todo and provider.corpus_dependent:
@@ -207,6 +211,7 @@ def embed_items(
         summary.seconds = time.time() - start
 
         emb = np.stack([vectors[t] for t in tokens]).astype(np.float32)
+        summary.tokens, summary.emb = tokens, emb
         summary.dimension = int(emb.shape[1])
         manifest = {
             **signature,

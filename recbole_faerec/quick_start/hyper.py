@@ -451,27 +451,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_params(extra: List[str]) -> Dict[str, Any]:
-    """``--key=value`` and ``--key value`` into a dict, values typed like RecBole's command line."""
+    """``--key=value`` and ``--key value`` (read as the runner reads them,
+    :func:`~recbole_faerec.quick_start.cli.recbole_args`) into a dict, values typed like RecBole's
+    command line."""
     from recbole.config import Config as RecBoleConfig
 
+    from recbole_faerec.quick_start.cli import CommandLineError, recbole_args
+
+    try:
+        normalised = recbole_args(extra)
+    except CommandLineError as err:
+        raise HyperTuningError(str(err)) from None
     params: Dict[str, str] = {}
-    i = 0
-    while i < len(extra):
-        arg = extra[i]
-        if not arg.startswith("--") or arg == "--":
+    for arg in normalised:
+        if not arg.startswith("--") or "=" not in arg:
             raise HyperTuningError(f"unexpected argument {arg!r}: parameters are --key=value or "
                                    "--key value")
-        if "=" in arg:
-            key, value = arg[2:].split("=", 1)
-        elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
-            key, value = arg[2:], extra[i + 1]
-            i += 1
-        else:
-            raise HyperTuningError(f"{arg} has no value: write {arg}=VALUE")
+        key, value = arg[2:].split("=", 1)
         if key in params and params[key] != value:
             raise HyperTuningError(f"--{key} given twice with different values")
         params[key] = value
-        i += 1
     return RecBoleConfig._convert_config_dict(None, params)
 
 

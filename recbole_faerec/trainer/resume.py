@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from recbole.trainer import Trainer
 
+from recbole_faerec.embeddings.store import atomic_write_bytes
+
 #: marks a checkpoint written by this module (RecBole's own best checkpoints lack it)
 FORMAT = "recbole_faerec.last/1"
 
@@ -122,14 +124,8 @@ def set_random_states(states: Dict[str, Any], loaders: Dict[str, Any]) -> None:
 
 
 def atomic_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        torch.save(obj, tmp, pickle_protocol=4)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """``torch.save`` to a temporary file beside ``path``, then renamed over ``path``."""
+    atomic_write_bytes(path, lambda f: torch.save(obj, f, pickle_protocol=4))
 
 
 class ResumableTrainerMixin:
