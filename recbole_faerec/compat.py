@@ -9,9 +9,11 @@ one, the failure it prevents by running RecBole with that fix switched off.
 Switch a fix off with the environment variable ``RECBOLE_FAEREC_COMPAT_SKIP`` (a comma-separated
 list of names from :data:`FIXES`), e.g. to measure its effect (``benchmarks/bench_epoch.py``).
 
-Two of them, ``trainer_epoch`` and ``loss_names``, are not about the stack: they make every RecBole
+Three of them, ``trainer_epoch``, ``loss_names`` and ``bce_loss``, are not about the stack: they make every RecBole
 trainer (a user's own ``recbole.trainer.Trainer`` too) tell a model its training epoch and log the
-parts of its loss by name, which the plugin's models rely on (``tests/test_trainer_epoch.py``).
+parts of its loss by name, which the plugin's models rely on (``tests/test_trainer_epoch.py``), and
+let RecBole's sequential models train with the paper's BCE loss, so a backbone can be compared with
+its FAERec under one loss (``tests/test_bce_loss.py``).
 
 =======================  ====================================================================
 name                     what breaks without it
@@ -44,6 +46,10 @@ name                     what breaks without it
                          under torch >= 2.6 (``weights_only``), and on plugin models it asks
                          ``recbole.utils.get_model`` (``No module named 'lightgbm'``); routed to
                          :func:`recbole_faerec.quick_start.reload.load_data_and_model`.
+``bce_loss``             RecBole's sequential models know ``loss_type`` CE and BPR only; the
+                         paper's (and its authors' baselines') BCE with one sampled negative
+                         raises ``NotImplementedError``. With it, every model with a BPR branch
+                         takes ``loss_type: BCE`` (:func:`recbole_faerec.model.loss.bce_capable`).
 =======================  ====================================================================
 """
 
@@ -536,6 +542,34 @@ def _fix_load_data_and_model() -> None:
 
 
 # Order matters: numpy aliases first (RecBole modules read them at import).
+# --------------------------------------------------------------------------------------------
+# Sequential models: the paper's BCE loss with one sampled negative
+# --------------------------------------------------------------------------------------------
+def _fix_bce_loss() -> None:
+    """Every RecBole sequential model whose ``__init__`` has a BPR branch learns ``loss_type:
+    BCE`` (built through that branch, with :class:`~recbole_faerec.model.loss.BCEOneNegativeLoss`
+    as its loss function)."""
+    import inspect
+
+    import recbole.model.sequential_recommender as seq
+    from recbole.model.abstract_recommender import SequentialRecommender
+
+    from recbole_faerec.model.loss import bce_capable
+
+    for cls in vars(seq).values():
+        if not (isinstance(cls, type) and issubclass(cls, SequentialRecommender)):
+            continue
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_recbole_faerec_compat", False):
+            continue
+        try:
+            source = inspect.getsource(init)
+        except (OSError, TypeError):
+            continue
+        if '"BPR"' in source or "'BPR'" in source:
+            cls.__init__ = bce_capable(init)
+
+
 FIXES: Dict[str, Callable[[], None]] = {
     "numpy_aliases": _fix_numpy_aliases,
     "pkg_resources": _fix_pkg_resources,
@@ -547,6 +581,7 @@ FIXES: Dict[str, Callable[[], None]] = {
     "trainer_epoch": _fix_trainer_epoch,
     "loss_names": _fix_loss_names,
     "load_data_and_model": _fix_load_data_and_model,
+    "bce_loss": _fix_bce_loss,
 }
 
 

@@ -77,6 +77,16 @@ def main(check, *args):
         trainer.fit(train, valid, saved=True, show_progress=False)
         result = trainer.evaluate(test, load_best_model=True, show_progress=False)
         print("OK", dict(result))
+    elif check == "bce":
+        from recbole.data import create_dataset, data_preparation
+        from recbole.utils import get_model
+
+        from recbole_faerec.config import Config as PluginConfig  # knows loss_type BCE's input type
+
+        cfg = PluginConfig(model="SASRec", dataset="ml-100k", config_dict={**TINY, "loss_type": "BCE"})
+        train, _, _ = data_preparation(cfg, create_dataset(cfg))
+        model = get_model("SASRec")(cfg, train._dataset)
+        print("OK", type(model.loss_fct).__name__, float(model.calculate_loss(next(iter(train)))))
     else:
         raise SystemExit(f"unknown check {check}")
 

@@ -54,23 +54,6 @@ def amazon_beauty(data_root) -> Path:
     return data_root
 
 
-#: the prompt of the amazon_beauty_local embeddings: the bare title embeds 1.7x faster on the CPU
-#: than the paper's template around it (1,500 items: 19.9 s against 33.1 s with MiniLM on 2 cores;
-#: amazon-beauty has titles only either way)
-BEAUTY_TITLE_PROMPT = "{title}"
-
-
-@pytest.fixture(scope="session")
-def amazon_beauty_local(amazon_beauty) -> Path:
-    """amazon-beauty with its items' titles embedded by the default local model (all-MiniLM-L6-v2)."""
-    if not (amazon_beauty / "amazon-beauty" / "amazon-beauty.itememb").exists():
-        proc = run_py([REPO / "dataset_scripts" / "embed_items.py", "--dataset", "amazon-beauty",
-                       "--data_path", amazon_beauty, "--provider", "local", "--template",
-                       BEAUTY_TITLE_PROMPT, "--no-progress"])
-        assert proc.returncode == 0, proc.stderr
-    return amazon_beauty
-
-
 def _cache_in(path: Path):
     """``$RECBOLE_FAEREC_CACHE`` set to ``path`` while the fixture lives, then put back."""
     old = os.environ.get("RECBOLE_FAEREC_CACHE")

@@ -91,3 +91,8 @@ def test_checkpoint_reload_and_collector_metrics(tmp_path):
 def test_unknown_fix_name_is_an_error():
     proc = run_py(["-c", "import recbole_faerec"], env={"RECBOLE_FAEREC_COMPAT_SKIP": "nope"})
     assert proc.returncode != 0 and "unknown fixes ['nope']" in proc.stderr
+
+
+def test_bce_loss_for_recbole_sequential_models(tmp_path):
+    out = assert_fixed("bce", "bce_loss", "Make sure 'loss_type' in ['BPR', 'CE']", tmp_path=tmp_path)
+    assert out.startswith("OK BCEOneNegativeLoss")

@@ -77,6 +77,7 @@ def test_yaml_defaults_are_the_papers():
         "projector_dropout": 0.3,   # eq. (2); reference notes §2 Projector (Drop_0.3)
         "gate_dropout": 0.1,        # eq. (3); reference notes §2 Gate (Drop_0.1)
         "inference_fusion": "mean",  # paper §4.3 Inference: equal-weighted fusion
+        "train_score_fusion": "gate",  # eq. (13) scores the fused item representation
         "reference_quirks": [],      # the paper's method, not the authors' code
     }
     assert {k: declared[k] for k in expected} == expected
@@ -254,6 +255,10 @@ def scores_by_hand(model, interaction, how):
     if how == "gate":
         g = fused.gate(e, p)
         table = g * e + (1 - g) * p  # eq. (4)
+    elif how == "layernorm":         # the authors' code: LN(E + P(L)), SASRec's own LayerNorm
+        x = e + p
+        mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+        table = (x - mu) / torch.sqrt(var + 1e-12) * model.LayerNorm.weight + model.LayerNorm.bias
     else:
         table = 0.5 * (e + p)         # §4.3: equal-weighted fusion
     table = table.clone()
@@ -272,3 +277,77 @@ def test_inference_fusion_gate_and_mean(default, cache):
         torch.testing.assert_close(by_gate, scores_by_hand(gate, interaction, "gate"), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(by_mean, scores_by_hand(mean, interaction, "mean"), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(by_gate, by_mean, rtol=1e-3, atol=1e-4)
+
+
+def test_inference_fusion_layernorm_is_the_authors_scoring(default, cache):
+    _, mean, _, valid = default
+    _, norm, _, _ = twin(mean, inference_fusion="layernorm")
+    with torch.no_grad():  # a trained-looking LayerNorm, so its affine part is exercised too
+        norm.LayerNorm.weight.uniform_(0.5, 1.5)
+        norm.LayerNorm.bias.uniform_(-0.1, 0.1)
+    interaction = next(iter(valid))[0]
+    for model in (mean, norm):
+        model.eval()
+    with torch.no_grad():
+        by_norm = norm.full_sort_predict(interaction)
+        torch.testing.assert_close(by_norm, scores_by_hand(norm, interaction, "layernorm"),
+                                   rtol=1e-4, atol=1e-5)
+        # not the mean up to a constant: the rankings differ
+        top_norm = by_norm[:, 1:].topk(10).indices
+        top_mean = mean.full_sort_predict(interaction)[:, 1:].topk(10).indices
+    assert (top_norm != top_mean).any()
+    # the LayerNorm is the backbone's, not a copy: checkpoints keep SASRec's keys only
+    assert not any(k.startswith("item_embedding.norm") for k in norm.state_dict())
+    assert norm.item_embedding.norm is norm.LayerNorm
+
+
+@pytest.mark.parametrize("how", ["mean", "layernorm", "id"])
+def test_train_score_fusion_scores_training_targets(bce, cache, how):
+    _, paper, train, _ = bce
+    no_dropout = dict(projector_dropout=0.0, gate_dropout=0.0, hidden_dropout_prob=0.0,
+                      attn_dropout_prob=0.0)  # a deterministic training pass to compare with
+    _, model, _, _ = twin(paper, loss_type="BCE", train_score_fusion=how, **no_dropout)
+    batch = next(iter(train))
+    model.train()
+    model.set_epoch(0)
+    rec, _ = model.calculate_loss(batch)
+    fused = model.item_embedding
+    with torch.no_grad():
+        seq = model.forward(batch["item_id_list"], batch["item_length"])
+        e = fused.id_embedding.weight
+        if how == "id":
+            table = e
+        else:
+            unique = torch.unique(torch.cat([batch["item_id"], batch["neg_item_id"]]))
+            x = e[unique] + fused.projector(fused.llm_table[unique])
+            table = torch.zeros_like(e)
+            table[unique] = 0.5 * x if how == "mean" else model.LayerNorm(x)
+        expected = bce_by_hand(seq, table[batch["item_id"]], table[batch["neg_item_id"]])
+    assert rec.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert fused.train_fusion == how and fused.input_fusion == "gate"
+
+
+def test_layernorm_without_a_backbone_layernorm_standardises(cache, caplog):
+    from recbole_faerec.quick_start import build_config, load_dataset
+    from recbole_faerec.utils import get_model
+
+    config = build_config("FAERec_GRU4Rec", "ml-100k", config_dict={
+        **TINY, "inference_fusion": "layernorm"})
+    _, train, valid, _ = load_dataset(config)
+    with caplog.at_level("WARNING"):
+        model = get_model("FAERec_GRU4Rec")(config, train._dataset).eval()
+    assert "GRU4Rec has none" in caplog.text
+    fused = model.item_embedding
+    interaction = next(iter(valid))[0]
+    with torch.no_grad():
+        x = fused.id_embedding.weight + fused.projector(fused.llm_table)
+        table = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-12)
+        table[0] = 0
+        seq = model.forward(interaction["item_id_list"], interaction["item_length"])
+        torch.testing.assert_close(model.full_sort_predict(interaction), seq @ table.t(), rtol=1e-4, atol=1e-5)
+    assert not [k for k in model.state_dict() if k.startswith("item_embedding.norm")]  # nothing to save
+
+
+def test_train_id_scores_contradicts_another_training_fusion(cache):
+    with pytest.raises(ValueError, match="train_id_scores"):
+        build(loss_type="BCE", train_score_fusion="layernorm", reference_quirks=["train_id_scores"])

@@ -94,6 +94,25 @@ def known_config_keys() -> FrozenSet[str]:
     return frozenset(keys)
 
 
+class ConfigFileError(ValueError):
+    """A ``config_file_list`` entry that is neither a file nor one of the plugin's YAMLs."""
+
+
+def resolve_config_file(path: str) -> str:
+    """``path`` itself when it is a file, else the plugin's ``props/<path>`` (e.g.
+    ``presets/reference.yaml``, so the presets work from any directory and from a wheel)."""
+    if os.path.isfile(path):
+        return path
+    bundled = os.path.join(PROPS_DIR, path)
+    if not os.path.isabs(path) and os.path.isfile(bundled):
+        return bundled
+    presets = sorted(f for f in os.listdir(os.path.join(PROPS_DIR, "presets")) if f.endswith(".yaml")) \
+        if os.path.isdir(os.path.join(PROPS_DIR, "presets")) else []
+    raise ConfigFileError(
+        f"config file '{path}' not found (neither here nor in the plugin's {PROPS_DIR}); "
+        f"the plugin's presets: {', '.join('presets/' + f for f in presets) or 'none'}")
+
+
 _warned_unknown_keys = set()
 
 
@@ -120,7 +139,8 @@ class Config(RecBoleConfig):
         return model, model_class, dataset
 
     def _load_config_files(self, file_list):
-        self._config_files = list(file_list or [])
+        file_list = [resolve_config_file(path) for path in (file_list or [])]
+        self._config_files = file_list
         return super()._load_config_files(file_list)
 
     def _warn_unknown_keys(self):

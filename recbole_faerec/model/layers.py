@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-FUSIONS = ("gate", "mean", "id")
+FUSIONS = ("gate", "mean", "layernorm", "id")
 
 
 class Dropout(nn.Dropout):
@@ -70,14 +70,20 @@ class DimensionGate(nn.Module):
         return torch.sigmoid(self.fc2(self.drop(F.gelu(self.fc1(torch.cat([e, p], dim=-1))))))
 
 
-def fuse(e: torch.Tensor, p: torch.Tensor, how: str, gate: Optional[DimensionGate]) -> torch.Tensor:
+def fuse(e: torch.Tensor, p: torch.Tensor, how: str, gate: Optional[DimensionGate],
+         norm: Optional[nn.Module] = None) -> torch.Tensor:
     r"""Eq. (4) :math:`f_i = g_i \odot e_i + (1 - g_i) \odot p_i` (``gate``); the paper's inference
-    fusion :math:`(e_i + p_i)/2` (``mean``); or the ID embedding alone (``id``)."""
+    fusion :math:`(e_i + p_i)/2` (``mean``); the authors' code's :math:`\mathrm{LN}(e_i + p_i)`
+    (``layernorm``, with the backbone's own model-level LayerNorm ``norm``: each item's vector is
+    also centred and divided by its own spread, so this is not the mean up to a constant); or the
+    ID embedding alone (``id``)."""
     if how == "gate":
         g = gate(e, p)
         return g * e + (1 - g) * p
     if how == "mean":
         return 0.5 * (e + p)
+    if how == "layernorm":
+        return norm(e + p)
     if how == "id":
         return e
     raise ValueError(f"unknown fusion '{how}', expected one of {FUSIONS}")
@@ -91,7 +97,10 @@ class FusedItemEmbedding(nn.Module):
     * Called with a 1-D index (scored items: BPR/BCE positives and negatives, ``predict``) or read as
       ``.weight`` (CE training, full-sort prediction): the output fusion, ``train_fusion`` while
       training (``gate``: the item representation of eq. 13) and ``eval_fusion`` in evaluation
-      (``mean``: the paper's equal-weight inference fusion).
+      (``mean``: the paper's equal-weight inference fusion; ``layernorm``: the authors' code).
+
+    ``norm`` is the backbone's model-level LayerNorm, used (not owned: it is not registered here,
+    so checkpoints keep the backbone's keys) by the ``layernorm`` fusion.
 
     The frozen LLM table is a non-persistent buffer (never written into checkpoints). Rows of the ID
     table beyond the LLM table (e.g. BERT4Rec's mask token) use the ID embedding alone. In
@@ -101,11 +110,14 @@ class FusedItemEmbedding(nn.Module):
 
     def __init__(self, id_embedding: nn.Embedding, llm_table: torch.Tensor, projector: LLMProjector,
                  gate: Optional[DimensionGate], input_fusion: str = "gate", train_fusion: str = "gate",
-                 eval_fusion: str = "mean"):
+                 eval_fusion: str = "mean", norm: Optional[nn.Module] = None):
         super().__init__()
         for name, how in [("input", input_fusion), ("train", train_fusion), ("eval", eval_fusion)]:
-            if how not in FUSIONS or (how == "gate" and gate is None):
-                raise ValueError(f"{name} fusion '{how}' is not available (gate: {gate is not None})")
+            if how not in FUSIONS or (how == "gate" and gate is None) or (
+                    how == "layernorm" and (norm is None or name == "input")):
+                raise ValueError(f"{name} fusion '{how}' is not available (gate: {gate is not None}, "
+                                 f"LayerNorm: {norm is not None})")
+        object.__setattr__(self, "norm", norm)  # the backbone's module: used, not registered
         self.id_embedding = id_embedding
         self.projector = projector
         self.gate = gate
@@ -143,7 +155,7 @@ class FusedItemEmbedding(nn.Module):
         e = self.id_view(ids) if e is None else e
         if how == "id":
             return e
-        fused = fuse(e, self.llm_view(ids) if p is None else p, how, self.gate)
+        fused = fuse(e, self.llm_view(ids) if p is None else p, how, self.gate, self.norm)
         if self.num_embeddings > self.n_llm:  # a static check: no host sync on a GPU
             fused = torch.where((ids >= self.n_llm).unsqueeze(-1), e, fused)
         if self.padding_idx is not None:

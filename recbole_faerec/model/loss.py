@@ -97,3 +97,28 @@ class BCEOneNegativeLoss(nn.Module):
 
     def forward(self, pos_score: torch.Tensor, neg_score: torch.Tensor) -> torch.Tensor:
         return (F.softplus(-pos_score) + F.softplus(neg_score)).mean()
+
+
+def bce_capable(init):
+    """Wrap a sequential model's ``__init__`` so it takes ``loss_type: BCE`` (eq. 13).
+
+    The model is built through its BPR branch (``loss_type`` reads ``BPR`` during ``__init__``;
+    RecBole's BPR branch scores one sampled negative per target, ``neg_item_id``), then its
+    ``loss_fct`` becomes :class:`BCEOneNegativeLoss`. The config says ``BCE`` again afterwards.
+    A model with no BPR branch still raises its own ``NotImplementedError``.
+    """
+    import functools
+
+    @functools.wraps(init)
+    def wrapper(self, config, dataset, *args, **kwargs):
+        if config["loss_type"] != "BCE":
+            return init(self, config, dataset, *args, **kwargs)
+        config["loss_type"] = "BPR"
+        try:
+            init(self, config, dataset, *args, **kwargs)
+        finally:
+            config["loss_type"] = "BCE"
+        self.loss_fct = BCEOneNegativeLoss()
+
+    wrapper._recbole_faerec_compat = True
+    return wrapper

@@ -7,7 +7,7 @@ import re
 import sys
 from typing import List, Optional
 
-from recbole_faerec.config.configurator import DatasetNameError
+from recbole_faerec.config.configurator import ConfigFileError, DatasetNameError
 from recbole_faerec.data.atomic import AtomicFileError
 from recbole_faerec.embeddings.providers import EmbeddingError
 from recbole_faerec.evaluator import EvaluationConfigError
@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "comparison (recbole_faerec.quick_start.compare)")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (default ml-100k)")
     parser.add_argument("--config_files", default=None,
-                        help="space-separated YAML config files, applied in order")
+                        help="space-separated YAML config files, applied in order; a path that "
+                        "is not a file here is looked up in the plugin's props/ folder, e.g. "
+                        "presets/paper.yaml or presets/reference.yaml")
     parser.add_argument("--nproc", type=int, default=1, help="DDP worker processes (default 1)")
     parser.add_argument("--world_size", type=int, default=-1, help="total processes over all nodes")
     parser.add_argument("--ip", default="localhost", help="address of the rank-0 node")
@@ -120,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
             nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
             group_offset=args.group_offset, resume=args.resume)
     except (ModelNotFoundError, AtomicFileError, EmbeddingError, EvaluationConfigError,
-            ResumeError, DatasetNameError) as err:
+            ResumeError, DatasetNameError, ConfigFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -14,6 +14,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 from torch import nn
 
+from recbole_faerec.model.loss import bce_capable
 from recbole_faerec.utils.utils import config_get
 
 __all__ = []  # no model of its own
@@ -22,6 +23,7 @@ __all__ = []  # no model of its own
 class CausalSequentialRecommender(SequentialRecommender):
     """Base of the plugin's backbones; subclasses build their layers and implement :meth:`encode`."""
 
+    @bce_capable  # loss_type BCE (one sampled negative) through the BPR branch
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.hidden_size = config["hidden_size"]

@@ -59,7 +59,6 @@ from recbole_faerec.embeddings.store import EmbeddingFileError
 from recbole_faerec.model.curriculum import CosineCurriculum
 from recbole_faerec.model.layers import DimensionGate, FusedItemEmbedding, LLMProjector
 from recbole_faerec.model.loss import (
-    BCEOneNegativeLoss,
     feature_alignment_loss,
     item_alignment_loss,
 )
@@ -92,6 +91,16 @@ def pca_init_(weight: torch.Tensor, llm: np.ndarray, seed: int, with_padding: bo
     return k
 
 
+def _input_layernorm(model, dim: int):
+    """The backbone's model-level LayerNorm over its input item embeddings (RecBole's
+    ``LayerNorm``, the plugin backbones' ``layer_norm``), or None."""
+    for name in ("LayerNorm", "layer_norm"):
+        norm = getattr(model, name, None)
+        if isinstance(norm, torch.nn.LayerNorm) and tuple(norm.normalized_shape) == (dim,):
+            return norm
+    return None
+
+
 def _fingerprint(table: torch.Tensor) -> torch.Tensor:
     t = table.double()
     return torch.stack([torch.tensor(float(t.shape[0]), dtype=torch.float64),
@@ -104,7 +113,9 @@ class FAERecMixin:
     Config keys (defaults in ``props/model/FAERec.yaml``): ``align_weight`` (alpha, eq. 14),
     ``item_tau`` (tau, eq. 5), ``bt_lambda`` (lambda, eq. 9), ``w_min``/``w_max``/``period``
     (eq. 11), ablations ``use_gate``, ``item_align``, ``feature_align``, ``curriculum``,
-    ``pop_group``, ``pca_init``; ``inference_fusion`` (``mean`` as in the paper, or ``gate``);
+    ``pop_group``, ``pca_init``; ``inference_fusion`` (``mean`` as in the paper, ``layernorm`` as
+    the authors' code, ``gate``, ``id``) and ``train_score_fusion`` (how training scores targets
+    and negatives: ``gate`` as eq. 13, ``mean``, ``layernorm``, ``id`` as the authors' code);
     ``loss_type`` ``CE``/``BPR`` (RecBole's) or ``BCE`` (the paper's, one sampled negative);
     ``reference_quirks`` (a list from :data:`QUIRKS`) to reproduce the authors' code where it
     differs from the paper.
@@ -119,15 +130,8 @@ class FAERecMixin:
 
     def __init__(self, config, dataset):
         loss_type = config["loss_type"]
-        if loss_type == "BCE":  # the backbone knows BPR; its BPR branch computes BCE with our loss_fct
-            config["loss_type"] = "BPR"
-            try:
-                super().__init__(config, dataset)
-            finally:
-                config["loss_type"] = "BCE"
-            self.loss_fct = BCEOneNegativeLoss()
-        else:
-            super().__init__(config, dataset)
+        # BCE (eq. 13) is built by the backbone's BPR branch (compat bce_loss, model.loss.bce_capable)
+        super().__init__(config, dataset)
         self.faerec_loss_type = loss_type
         logger = logging.getLogger()
 
@@ -153,12 +157,32 @@ class FAERecMixin:
                                  config_get(config, "projector_dropout", 0.3))
         gate = DimensionGate(dim, config_get(config, "gate_dropout", 0.1)) if use_gate else None
         input_fusion = "gate" if use_gate else "mean"
-        train_fusion = "id" if "train_id_scores" in self.quirks else input_fusion
-        eval_fusion = config_get(config, "inference_fusion", "mean")
-        if eval_fusion == "gate" and not use_gate:
-            raise ValueError("inference_fusion 'gate' needs use_gate: True")
+        train_fusion = config["train_score_fusion"]
+        if train_fusion == "gate" and not use_gate:
+            train_fusion = "mean"  # w/o AGF: equal-weight fusion everywhere
+        if "train_id_scores" in self.quirks:
+            if train_fusion not in ("gate", "mean", "id"):
+                raise ValueError(f"reference_quirks 'train_id_scores' scores training targets with "
+                                 f"the ID table; it contradicts train_score_fusion "
+                                 f"'{config['train_score_fusion']}'")
+            train_fusion = "id"
+        eval_fusion = config["inference_fusion"]
+        for key, how in (("train_score_fusion", train_fusion), ("inference_fusion", eval_fusion)):
+            if how not in ("gate", "mean", "layernorm", "id"):
+                raise ValueError(f"{key} '{how}' is unknown; expected gate, mean, layernorm or id")
+            if how == "gate" and not use_gate:
+                raise ValueError(f"{key} 'gate' needs use_gate: True")
+        norm = _input_layernorm(self, dim)
+        if "layernorm" in (train_fusion, eval_fusion) and norm is None:
+            norm = torch.nn.LayerNorm(dim, eps=1e-12, elementwise_affine=False)
+            logger.warning(
+                f"{type(self).__name__}: 'layernorm' scoring (the authors' LN(E + P(L))) uses the "
+                f"backbone's model-level LayerNorm (SASRec's, over item + position embeddings); "
+                f"{type(self).__mro__[2].__name__} has none, so items are scored with a layer "
+                f"normalisation without learned scale and shift")
         self.item_embedding = FusedItemEmbedding(id_embedding, llm_table, projector, gate,
-                                                 input_fusion, train_fusion, eval_fusion)
+                                                 input_fusion, train_fusion, eval_fusion,
+                                                 norm)
         self.register_buffer("llm_fingerprint", _fingerprint(llm_table))
 
         self.align_weight = float(config_get(config, "align_weight", 0.2))
