@@ -55,6 +55,7 @@ def main(argv=None):
     model = get_model(config["model"])(config, train._dataset).to(config["device"]).eval()
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     install_tail_collector(trainer)
+    trainer.eval_collector.data_collect(train)  # the popularity the tail metrics need
     k = args.k
     print(f"{args.model} on {args.dataset}, untrained (PCA-initialised), validation split; "
           f"settings: {' '.join(files or [])} {' '.join(overrides)}")

@@ -4,18 +4,24 @@ RecBole's metrics never see which item was the target of an evaluation row (refe
 ``shared/docs/recbole-notes.md`` §6). :class:`TailCollector` keeps it (``rec.targets``, one item per
 row) and, once per ``fit``, the item popularity and the tail mask from
 :func:`~recbole_faerec.evaluator.popularity.evaluation_popularity`. For every other metric it is
-RecBole's collector unchanged.
+RecBole's collector unchanged. It also keeps the last evaluation's rows, so
+:meth:`TailCollector.per_user` gives each test user's target and its rank (the comparison runner's
+paired significance tests).
 """
 
 from __future__ import annotations
 
 from logging import getLogger
+from typing import Dict, Optional
 
+import numpy as np
 import torch
 from recbole.evaluator import Collector
 
 from recbole_faerec.evaluator.metrics import POPULARITY, TAIL_MASK, TARGETS
 from recbole_faerec.evaluator.popularity import check_against_data, evaluation_popularity, head_ratio
+
+TOPK = "rec.topk"
 
 
 class TailCollector(Collector):
@@ -44,7 +50,34 @@ class TailCollector(Collector):
         returned = super().get_data_struct()
         if TARGETS in self.data_struct:
             del self.data_struct[TARGETS]
+        # the rows of this evaluation, for per_user() (the last evaluate() call's: the test's)
+        self.last_rows = {key: returned.get(key) for key in (TOPK, TARGETS) if key in returned}
         return returned
+
+    def per_user(self) -> Optional[Dict[str, np.ndarray]]:
+        """Each row of the last collected evaluation: ``target`` (its target item, ``-1`` where
+        none or several; absent when no tail-aware metric collected targets) and ``rank`` (the
+        1-based position of the target in the top ``max(topk)``, ``0`` for a miss).
+
+        RecBole's ``Hit@K`` is the mean of ``0 < rank <= K`` and its ``NDCG@K`` the mean of
+        ``1 / log2(rank + 1)`` over the hits, for one target per row; ``None`` when the evaluation
+        collected no top-k positions (``rec.topk``) or a row has several targets.
+        """
+        rows = getattr(self, "last_rows", {})
+        if TOPK not in rows:
+            return None
+        topk = rows[TOPK].numpy()
+        hits, pos_len = topk[:, :-1], topk[:, -1]
+        if (pos_len != 1).any():
+            getLogger().warning(f"per-user outcomes need one target per evaluation row; "
+                                f"{int((pos_len != 1).sum())} of {len(pos_len)} rows have none or "
+                                "several: no per-user outcomes")
+            return None
+        found = hits.any(axis=1)
+        out = {"rank": np.where(found, hits.argmax(axis=1) + 1, 0).astype(np.int64)}
+        if TARGETS in rows:
+            out["target"] = rows[TARGETS].numpy().astype(np.int64)
+        return out
 
 
 def install_tail_collector(trainer) -> None:

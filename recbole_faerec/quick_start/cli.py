@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Train and evaluate a RecBole or recbole_faerec model. Any RecBole parameter "
         "can be given as --key=value or --key value (e.g. --epochs=10 --MAX_ITEM_LIST_LENGTH 20).",
+        # a RecBole parameter that begins like a runner option (--seed, --seeds) stays RecBole's
+        allow_abbrev=False,
     )
     parser.add_argument("--model", "-m", default="SASRec",
                         help="model name (default SASRec); several, comma-separated, run the "
@@ -43,11 +45,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default saved/comparison-<dataset>)")
     parser.add_argument("--tsne_items", type=int, default=400,
                         help="comparison: items sampled for the t-SNE plot (default 400)")
+    parser.add_argument("--seeds", default=None,
+                        help="comparison: comma-separated seeds, e.g. 2020,2021,2022: every model "
+                        "runs once per seed; the table shows mean ± std over them (default: once, "
+                        "with the configured seed)")
     return parser
 
 
 class CommandLineError(ValueError):
     """A command-line parameter RecBole's Config could not read."""
+
+
+class SeedsError(ValueError):
+    """A ``--seeds`` value the comparison cannot use."""
+
+
+def _seeds(text: Optional[str]) -> Optional[List[int]]:
+    """``--seeds=2020,2021`` as ints (``None`` without it); a ``--seed`` beside it, a value that is
+    not an integer, or a seed given twice is a :class:`SeedsError`."""
+    if text is None:
+        return None
+    if any(arg.startswith("--seed=") for arg in sys.argv[1:]):
+        raise SeedsError("give either --seeds (the comparison's seeds) or --seed, not both")
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        seeds = [int(p) for p in parts]
+    except ValueError:
+        raise SeedsError(f"--seeds={text}: give comma-separated integers, e.g. "
+                         "--seeds=2020,2021,2022") from None
+    if not seeds:
+        raise SeedsError("--seeds is empty: give comma-separated integers, e.g. --seeds=2020,2021")
+    if len(set(seeds)) != len(seeds):
+        raise SeedsError(f"--seeds={text}: a seed is listed twice")
+    return seeds
 
 
 # a negative number is a value, not an option: -1, -0.5, -.5, -1e-3, -inf
@@ -113,16 +143,26 @@ def _run(args: argparse.Namespace) -> int:
                 print("error: --resume continues one model's run; the comparison of several "
                       "models does not resume", file=sys.stderr)
                 return 2
+            twice = sorted({m for m in models if models.count(m) > 1})
+            if twice:
+                print(f"error: --model lists {', '.join(twice)} twice; for repeated runs of a "
+                      "model give --seeds", file=sys.stderr)
+                return 2
+            seeds = _seeds(args.seeds)
             from recbole_faerec.quick_start.compare import run_comparison
 
             run_comparison(models, args.dataset, config_file_list=config_file_list,
-                           out_dir=args.out_dir, tsne_items=args.tsne_items)
+                           out_dir=args.out_dir, tsne_items=args.tsne_items, seeds=seeds)
             return 0
+        if args.seeds is not None:
+            print("error: --seeds runs the comparison of several models (--model=A,B,...); "
+                  "for one model give --seed", file=sys.stderr)
+            return 2
         run(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
             nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
             group_offset=args.group_offset, resume=args.resume)
     except (ModelNotFoundError, AtomicFileError, EmbeddingError, EvaluationConfigError,
-            ResumeError, DatasetNameError, ConfigFileError) as err:
+            ResumeError, DatasetNameError, ConfigFileError, SeedsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -11,7 +11,16 @@ trains and tests each model in turn with :func:`~recbole_faerec.quick_start.trai
   (paper Figure 4);
 * ``tsne.png``: scikit-learn's t-SNE of the same sample of items for each model, ID and LLM views in
   one map where the model has both (paper Figure 5; a plain backbone shows its ID table only);
-* ``results.json``: everything above as numbers, the shared settings, and the sampled items.
+* ``results.json``: everything above as numbers, the shared settings, and the sampled items;
+* ``per_user.npz``: each run's test rows (``<run>/rank``, ``<run>/target``, ``<run>/user``: the
+  target's 1-based rank in the top ``max(topk)``, 0 for a miss), for the paired tests.
+
+``seeds`` (``--seeds=2020,2021,2022``) runs every model once per seed (RecBole's ``seed``): the
+table then shows the mean ± sample standard deviation over the seeds, the CSV one row per model and
+seed plus mean and std rows. Each pair of a backbone ``B`` and a model ``<Something>_B`` in the list
+gets a paired test over the test users (:func:`paired_tests`: each user's NDCG@K averaged over the
+seeds; Wilcoxon signed-rank and paired t-test from scipy.stats), on all users and on those with a
+tail target, in the table's "Significance" section and in ``results.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from logging import getLogger
 from typing import Any, Dict, List, Optional
 
@@ -56,66 +66,117 @@ def run_comparison(
     saved: bool = True,
     tsne_items: int = 400,
     plots: bool = True,
+    seeds: Optional[List[int]] = None,
 ) -> Dict[str, Any]:
     """Train and test ``models`` on ``dataset`` under one config; write the table and plots.
 
     ``config_dict`` (and the command line's ``--key=value``) apply to every model. The tail-aware
-    metrics and the popularity groups are added to the configured ``metrics``.
+    metrics and the popularity groups are added to the configured ``metrics``. ``seeds``: run every
+    model once per seed (all models of the first seed, then of the next, ...); default: once, with
+    the configured ``seed``.
     Returns the content of ``results.json``.
     """
     if not models:
         raise ValueError("run_comparison needs at least one model")
+    twice = sorted({m for m in models if models.count(m) > 1})
+    if twice:
+        raise ValueError(f"models listed twice: {', '.join(twice)} (use seeds for repeated runs)")
+    config_dict = dict(config_dict or {})
+    if seeds is not None:
+        seeds = _check_seeds(seeds, models[0], dataset, config_file_list, config_dict)
     out_dir = out_dir or os.path.join("saved", f"comparison-{dataset}")
     os.makedirs(out_dir, exist_ok=True)
-    config_dict = dict(config_dict or {})
     rows: List[Dict[str, Any]] = []
     sample = None
     info: Dict[str, Any] = {}
-    for name in models:
-        start = time.time()
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        result = train_and_test(name, dataset, config_file_list,
-                                {**config_dict, "metrics": _metrics(config_dict, config_file_list,
-                                                                    name, dataset)}, saved)
-        config, model = result.pop("config"), result.pop("model")
-        train_data, test_data = result.pop("train_data"), result.pop("test_data")
-        if not info:
-            info = _protocol(config, train_data, test_data)
-            sample = _sample_items(info["n_items"], tsne_items, config["seed"])
-        views = _views(model, sample) if plots and sample is not None and len(sample) else {}
-        train = result["train_seconds"]
-        valid = result["valid_scores"]
-        rows.append({
-            "model": name,
-            "test": result["test_result"],
-            "best_valid": result["best_valid_result"],
-            "epochs": len(train),
-            "best_epoch": int(np.argmax(valid)) if valid else None,
-            "train_s_per_epoch": float(np.mean(train)) if train else None,
-            "valid_curve": valid,
-            "wall_s": time.time() - start,
-            "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2**20
-                            if torch.cuda.is_available() else None),
-            "views": views,
-        })
-        del model, train_data, test_data, result
-        gc.collect()
-        _write_tables(rows, info, out_dir)  # after each model: a partial table survives a crash
+    for seed in seeds or [None]:
+        run_dict = config_dict if seed is None else {**config_dict, "seed": seed}
+        for name in models:
+            row = _run_one(name, dataset, config_file_list, run_dict, saved, info)
+            model = row.pop("model_obj")
+            if sample is None:
+                info["seeds"] = list(seeds or [info["seed"]])
+                sample = _sample_items(info["n_items"], tsne_items, info["seed"])
+            if plots and len(sample) and (seed is None or seed == seeds[0]):  # one map per model
+                row["views"] = _views(model, sample)
+            rows.append(row)
+            del model
+            gc.collect()
+            _write_tables(rows, info, out_dir)  # after each run: a partial table survives a crash
     report = _report(rows, info, config_dict, dataset, sample)
     _write_outputs(rows, info, sample, report, out_dir, plots)
     getLogger().info(f"comparison written to {os.path.abspath(out_dir)}")
     return report
 
 
+def _check_seeds(seeds, model, dataset, config_file_list, config_dict) -> List[int]:
+    """The seeds as ints; a seed that RecBole's Config would not use (e.g. a ``--seed`` on the
+    command line, which wins over the runner's) is an error before any training."""
+    from recbole_faerec.quick_start.quick_start import build_config
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds: give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {seeds}: a seed is listed twice")
+    if "seed" in config_dict:
+        raise ValueError("give the seed either in seeds or as the 'seed' setting, not both")
+    used = build_config(model, dataset, config_file_list, {**config_dict, "seed": seeds[0]})["seed"]
+    if used != seeds[0]:
+        raise ValueError(f"seeds: the run would use seed {used} instead of {seeds[0]} (a 'seed' "
+                         "setting on the command line wins); drop it or the seeds")
+    return seeds
+
+
+def _run_one(name, dataset, config_file_list, config_dict, saved, info) -> Dict[str, Any]:
+    """One model trained and tested under one seed: its row (with ``model_obj``, the trained model,
+    for the t-SNE views). Fills ``info`` on the comparison's first run."""
+    start = time.time()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    result = train_and_test(name, dataset, config_file_list,
+                            {**config_dict, "metrics": _metrics(config_dict, config_file_list,
+                                                                name, dataset)}, saved)
+    config, model = result.pop("config"), result.pop("model")
+    train_data, test_data = result.pop("train_data"), result.pop("test_data")
+    if not info:
+        info.update(_protocol(config, train_data, test_data))
+    train = result["train_seconds"]
+    valid = result["valid_scores"]
+    row = {
+        "model": name,
+        "seed": int(config["seed"]),
+        "test": result["test_result"],
+        "best_valid": result["best_valid_result"],
+        "epochs": len(train),
+        "best_epoch": int(np.argmax(valid)) if valid else None,
+        "train_s_per_epoch": float(np.mean(train)) if train else None,
+        "valid_curve": valid,
+        "wall_s": time.time() - start,
+        "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2**20
+                        if torch.cuda.is_available() else None),
+        "views": {},
+        "per_user": result.get("per_user"),
+        "model_obj": model,
+    }
+    del train_data, test_data, result
+    return row
+
+
 def _write_outputs(rows, info, sample, report, out_dir, plots) -> None:
+    report["significance"] = paired_tests(rows, info)
     _write_tables(rows, info, out_dir)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(report, f, indent=1, default=_json_default)
     views = {f"{i}/{name}": v for i, r in enumerate(rows) for name, v in r["views"].items()}
-    np.savez_compressed(os.path.join(out_dir, "views.npz"), tail_mask=info["tail_mask"], **views)
+    tail = {"tail_mask": info["tail_mask"]} if "tail_mask" in info else {}  # old results: none
+    np.savez_compressed(os.path.join(out_dir, "views.npz"), **tail, **views)
+    per_user = {f"{i}/{key}": v for i, r in enumerate(rows)
+                for key, v in (r.get("per_user") or {}).items()}
+    if per_user:
+        np.savez_compressed(os.path.join(out_dir, "per_user.npz"), **per_user)
     if plots:
-        plot_groups(rows, info, os.path.join(out_dir, "groups.png"))
+        plot_groups(_plot_rows(rows), info, os.path.join(out_dir, "groups.png"))
         plot_tsne(rows, info, sample, os.path.join(out_dir, "tsne.png"), seed=info["seed"])
 
 
@@ -125,7 +186,18 @@ def load_comparison(out_dir: str):
         report = json.load(f)
     info = dict(report["protocol"])
     sample = np.asarray(report["tsne_items"] or [], dtype=np.int64)
-    rows = [dict(r, views={}) for r in report["runs"]]
+    info.setdefault("seeds", [info["seed"]])  # results written before --seeds
+    rows = [dict(r, views={}, per_user=None) for r in report["runs"]]
+    for r in rows:
+        r.setdefault("seed", info["seed"])
+    path = os.path.join(out_dir, "per_user.npz")
+    if os.path.exists(path):
+        with np.load(path) as per_user:
+            for key in per_user.files:
+                index, name = key.split("/", 1)
+                if rows[int(index)]["per_user"] is None:
+                    rows[int(index)]["per_user"] = {}
+                rows[int(index)]["per_user"][name] = per_user[key]
     path = os.path.join(out_dir, "views.npz")
     if os.path.exists(path):
         with np.load(path) as views:
@@ -152,7 +224,7 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True) -> Dict
                              "comparisons can only be merged when they share them")
         rows += more_rows
     os.makedirs(out_dir, exist_ok=True)
-    merged = dict(report, runs=[{k: v for k, v in r.items() if k != "views"} for r in rows])
+    merged = dict(report, runs=[_public(r) for r in rows])
     _write_outputs(rows, info, sample, merged, out_dir, plots and "tail_mask" in info)
     return merged
 
@@ -236,7 +308,19 @@ def _fmt(value) -> str:
 
 
 def markdown_table(rows, info) -> str:
-    """The summary table (at K = 10, or the first ``topk``) and the popularity-group table."""
+    """The summary table (at K = 10, or the first ``topk``) and the popularity-group table, per
+    run, or per model as mean ± sample std over the seeds where a model ran with several; then the
+    paired tests (:func:`paired_tests`), where the comparison has a pair."""
+    models = aggregate(rows)
+    if any(len(m["seeds"]) > 1 for m in models):
+        text = _seeds_table(models, info)
+    else:
+        text = _single_table(rows, info)
+    return text + _significance_text(paired_tests(rows, info), info)
+
+
+def _single_table(rows, info) -> str:
+    """The table of one run per model (one seed)."""
     k = _k(info)
     ks = info["topk"]
     head = ["model"]
@@ -266,14 +350,218 @@ def markdown_table(rows, info) -> str:
             vals = [_fmt(r["test"].get(f"{metric}_{g}@{k}")) for g, _, _ in groups]
             label = "NDCG" if metric == "groupndcg" else "Hit"
             glines.append(f"| {r['model']} {label}@{k} | " + " | ".join(vals) + " |")
-    intro = (f"{info['dataset']}: {info['test_rows']} test users, {info['tail_test_rows']} with a tail "
-             f"target ({100 * info['tail_test_rows'] / max(info['test_rows'], 1):.1f} %); head = top "
-             f"{info['head_ratio']:g} of {info['n_items']} items = {info['n_head_items']} items "
-             f"(popularity >= {info['min_head_count']}, counted over "
-             f"{'the whole data' if info['popularity_source'] == 'all' else 'the training split'}). "
-             + _history_text(info))
-    return intro + "\n\n" + "\n".join(lines) + "\n\nPer popularity group of the target item:\n\n" \
+    return _intro(info) + "\n\n" + "\n".join(lines) + "\n\nPer popularity group of the target item:\n\n" \
         + "\n".join(glines) + "\n"
+
+
+def _intro(info) -> str:
+    return (f"{info['dataset']}: {info['test_rows']} test users, {info['tail_test_rows']} with a tail "
+            f"target ({100 * info['tail_test_rows'] / max(info['test_rows'], 1):.1f} %); head = top "
+            f"{info['head_ratio']:g} of {info['n_items']} items = {info['n_head_items']} items "
+            f"(popularity >= {info['min_head_count']}, counted over "
+            f"{'the whole data' if info['popularity_source'] == 'all' else 'the training split'}). "
+            + _history_text(info))
+
+
+def _summary_keys(info):
+    """The summary table's (column label, metric key) pairs."""
+    k = _k(info)
+    cols = [(f"{label}@{kk}", f"{key}@{kk}") for label, key in SUMMARY[:2] for kk in info["topk"]]
+    return cols + [(f"{label}@{k}", f"{key}@{k}") for label, key in SUMMARY[2:]]
+
+
+def aggregate(rows) -> List[Dict[str, Any]]:
+    """Per model (in the order of their first run): its ``seeds``, its ``runs`` and, per test
+    metric, the ``mean`` and the sample standard deviation ``std`` (``ddof=1``; ``nan`` for one
+    seed) over its runs."""
+    models: Dict[str, Dict[str, Any]] = {}
+    for r in rows:
+        entry = models.setdefault(r["model"], {"model": r["model"], "seeds": [], "runs": []})
+        entry["seeds"].append(r.get("seed"))
+        entry["runs"].append(r)
+    for entry in models.values():
+        keys: List[str] = []
+        for r in entry["runs"]:
+            keys += [k for k in r["test"] if k not in keys]
+        entry["mean"], entry["std"] = {}, {}
+        for key in keys:
+            values = np.array([r["test"].get(key, np.nan) for r in entry["runs"]], dtype=float)
+            entry["mean"][key] = float(np.mean(values))
+            entry["std"][key] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return list(models.values())
+
+
+def _mean_std(entry, key) -> str:
+    mean, std = entry["mean"].get(key), entry["std"].get(key)
+    if mean is None or math.isnan(mean) or std is None or math.isnan(std):
+        return _fmt(mean)
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def _seeds_table(models, info) -> str:
+    """The tables of a comparison over several seeds: mean ± sample std per model."""
+    k = _k(info)
+    cols = _summary_keys(info)
+    gpu = any(r.get("peak_gpu_mb") for m in models for r in m["runs"])
+    head = ["model", "seeds"] + [label for label, _ in cols] + ["s/epoch", "epochs (best)"] \
+        + (["peak GPU MB"] if gpu else [])
+    lines = ["| " + " | ".join(head) + " |",
+             "|---" + "|---:" * (len(head) - 2 - gpu) + "|---|" + ("---:|" if gpu else "")]
+    for m in models:
+        runs = m["runs"]
+        seconds = [r["train_s_per_epoch"] for r in runs if r.get("train_s_per_epoch") is not None]
+        epochs = ", ".join(str(r["epochs"]) for r in runs)
+        best = ", ".join(str(r["best_epoch"]) for r in runs)
+        lines.append(f"| {m['model']} | {len(runs)} | "
+                     + " | ".join(_mean_std(m, key) for _, key in cols)
+                     + f" | {np.mean(seconds) if seconds else float('nan'):.1f} | {epochs} ({best}) |"
+                     + (f" {max(r.get('peak_gpu_mb') or 0 for r in runs):.0f} |" if gpu else ""))
+    groups = [(g, n) for g, n, it in zip(info["groups"], info["group_test_rows"], info["group_items"])
+              if it > 0]
+    ghead = ["model"] + [f"{g} ({n} users)" for g, n in groups]
+    glines = ["| " + " | ".join(ghead) + " |", "|---" + "|---:" * (len(ghead) - 1) + "|"]
+    for metric, label in (("groupndcg", "NDCG"), ("grouphit", "Hit")):
+        for m in models:
+            glines.append(f"| {m['model']} {label}@{k} | "
+                          + " | ".join(_mean_std(m, f"{metric}_{g}@{k}") for g, _ in groups) + " |")
+    seeds = info.get("seeds") or sorted({s for m in models for s in m["seeds"]})
+    text = (f"Each model ran once per seed ({', '.join(str(s) for s in seeds)}; RecBole's `seed`, the "
+            "same data split); a cell is the mean ± the sample standard deviation (ddof = 1) over "
+            "the model's runs (the seeds column), a lone value a model with one run. "
+            "Epochs and best epochs are per seed.")
+    return _intro(info) + "\n\n" + text + "\n\n" + "\n".join(lines) \
+        + "\n\nPer popularity group of the target item:\n\n" + "\n".join(glines) + "\n"
+
+
+def _plot_rows(rows):
+    """One bar per model in the group plot: its run, or its mean over the seeds."""
+    models = aggregate(rows)
+    if all(len(m["runs"]) == 1 for m in models):
+        return rows
+    return [{"model": m["model"], "test": m["mean"]} for m in models]
+
+
+def model_pairs(names: List[str]) -> List[tuple]:
+    """``(B, M)`` for each model ``M`` named ``<Something>_<B>`` whose backbone ``B`` is in
+    ``names`` too (e.g. ``("SASRec", "FAERec_SASRec")``)."""
+    pairs = []
+    for name in names:
+        for base in names:
+            if base != name and name.endswith("_" + base) and (base, name) not in pairs:
+                pairs.append((base, name))
+    return pairs
+
+
+def per_user_ndcg(rank: np.ndarray, k: int) -> np.ndarray:
+    """Each user's NDCG@K from the 1-based rank of its one target (0: not in the top list)."""
+    rank = np.asarray(rank)
+    hit = (rank > 0) & (rank <= k)
+    return np.where(hit, 1.0 / np.log2(np.maximum(rank, 1) + 1), 0.0)
+
+
+def paired_tests(rows, info, pairs: Optional[List[tuple]] = None) -> List[Dict[str, Any]]:
+    """The paired tests of each pair ``(B, M)`` (default :func:`model_pairs`) over the test users.
+
+    Each user's NDCG@K (K = 10, or the first ``topk``) is averaged over the seeds that both models
+    ran; ``M - B`` per user is then tested with scipy.stats' two-sided Wilcoxon signed-rank test
+    (``zero_method="pratt"``: users with equal outcomes are ranked, then left out) and paired
+    t-test (``ttest_rel``), on all test users and on those whose target is a tail item. Where the
+    per-user outcomes of the two models are identical, both p-values are 1.0 (scipy's Wilcoxon
+    test refuses all-zero differences). A pair without per-user outcomes (results written before
+    they were kept) is left out; one whose runs tested other users or targets gets a ``note``.
+    """
+    k = _k(info)
+    if pairs is None:
+        pairs = model_pairs(list(dict.fromkeys(r["model"] for r in rows)))
+    out = []
+    for base, model in pairs:
+        runs = {name: {r.get("seed"): r["per_user"] for r in rows
+                       if r["model"] == name and r.get("per_user") is not None}
+                for name in (base, model)}
+        seeds = [s for s in runs[base] if s in runs[model]]
+        if not seeds:
+            continue
+        entry: Dict[str, Any] = {"model": model, "base": base, "metric": f"ndcg@{k}",
+                                 "seeds": seeds}
+        outcomes = [runs[name][s] for s in seeds for name in (base, model)]
+        first = outcomes[0]
+        same = all(len(o["rank"]) == len(first["rank"])
+                   and all(np.array_equal(o[key], first[key]) for key in ("target", "user")
+                           if key in o and key in first)
+                   for o in outcomes)
+        if not same:
+            entry["note"] = "the runs tested other users or targets: no paired test"
+            out.append(entry)
+            continue
+        b = np.mean([per_user_ndcg(runs[base][s]["rank"], k) for s in seeds], axis=0)
+        m = np.mean([per_user_ndcg(runs[model][s]["rank"], k) for s in seeds], axis=0)
+        entry["all"] = _paired(m, b)
+        targets = first.get("target")
+        if "tail_mask" in info and targets is not None and (targets > 0).all():
+            tail = np.asarray(info["tail_mask"])[targets]
+            entry["tail"] = _paired(m[tail], b[tail])
+        out.append(entry)
+    return out
+
+
+def _paired(m: np.ndarray, b: np.ndarray) -> Dict[str, Any]:
+    """Mean difference, relative change and the two p-values of ``m`` against ``b`` (paired)."""
+    from scipy import stats
+
+    n = len(m)
+    result: Dict[str, Any] = {"n_users": int(n), "base_mean": None, "model_mean": None,
+                              "mean_diff": None, "relative_change": None, "p_wilcoxon": None,
+                              "p_ttest": None}
+    if n == 0:
+        return result
+    diff = m - b
+    base_mean = float(np.mean(b))
+    result.update(base_mean=base_mean, model_mean=float(np.mean(m)), mean_diff=float(np.mean(diff)),
+                  relative_change=float(np.mean(diff)) / base_mean if base_mean > 0 else None)
+    if not diff.any():
+        result.update(p_wilcoxon=1.0, p_ttest=1.0, identical=True)
+        return result
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_w = float(stats.wilcoxon(m, b, zero_method="pratt", alternative="two-sided").pvalue)
+        p_t = float(stats.ttest_rel(m, b).pvalue)
+    result.update(p_wilcoxon=None if math.isnan(p_w) else p_w,
+                  p_ttest=None if math.isnan(p_t) else p_t)
+    return result
+
+
+def _fmt_p(p) -> str:
+    return "—" if p is None else f"{p:.3g}"
+
+
+def _significance_text(tests, info) -> str:
+    """The "Significance" section of ``results.md`` (empty without a tested pair)."""
+    if not tests:
+        return ""
+    k = _k(info)
+    lines = ["| model vs base | users | seeds | base | model | mean diff | rel. change | "
+             "p Wilcoxon | p t-test |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    notes = []
+    for t in tests:
+        if "note" in t:
+            notes.append(f"{t['model']} vs {t['base']}: {t['note']}.")
+            continue
+        for subset in ("all", "tail"):
+            r = t.get(subset)
+            if r is None:
+                continue
+            rel = r["relative_change"]
+            lines.append(f"| {t['model']} vs {t['base']} ({subset}) | {r['n_users']} | "
+                         f"{len(t['seeds'])} | {_fmt(r['base_mean'])} | {_fmt(r['model_mean'])} | "
+                         + ("—" if r["mean_diff"] is None else f"{r['mean_diff']:+.4f}") + " | "
+                         + ("—" if rel is None else f"{100 * rel:+.1f} %") + " | "
+                         + f"{_fmt_p(r['p_wilcoxon'])} | {_fmt_p(r['p_ttest'])} |")
+    text = (f"\n## Significance\n\nPaired over the test users (all, and those with a tail target): "
+            f"each user's NDCG@{k} averaged over the seeds both models ran, the model's minus the "
+            "base's; two-sided p-values of the Wilcoxon signed-rank test (scipy.stats.wilcoxon, "
+            "zero_method='pratt') and the paired t-test (scipy.stats.ttest_rel); p = 1 where the "
+            "two models' per-user outcomes are identical, — where a test has no users.\n\n")
+    return text + "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
 def _history_text(info) -> str:
@@ -297,6 +585,10 @@ def _write_tables(rows, info, out_dir) -> None:
     metric_keys: List[str] = []
     for r in rows:
         metric_keys += [k for k in r["test"] if k not in metric_keys]
+    models = aggregate(rows)
+    if any(len(m["seeds"]) > 1 for m in models):
+        _write_seeds_csv(models, metric_keys, out_dir)
+        return
     with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["model", *metric_keys, "train_s_per_epoch", "epochs", "best_epoch"])
@@ -305,10 +597,37 @@ def _write_tables(rows, info, out_dir) -> None:
                              f"{r['train_s_per_epoch']:.3f}", r["epochs"], r["best_epoch"]])
 
 
+def _write_seeds_csv(models, metric_keys, out_dir) -> None:
+    """``results.csv`` over several seeds: per model one row per seed, then its ``mean`` and
+    ``std`` (sample standard deviation, ddof = 1) rows."""
+    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "seed", *metric_keys, "train_s_per_epoch", "epochs", "best_epoch"])
+        for m in models:
+            for r in m["runs"]:
+                writer.writerow([m["model"], r.get("seed"), *[r["test"].get(k, "") for k in metric_keys],
+                                 f"{r['train_s_per_epoch']:.3f}", r["epochs"], r["best_epoch"]])
+            for label, ddof in (("mean", None), ("std", 1)):
+                stat = m[label]
+                extra = []
+                for key in ("train_s_per_epoch", "epochs", "best_epoch"):
+                    values = [float(r[key]) for r in m["runs"] if r.get(key) is not None]
+                    if not values or (ddof and len(values) < 2):
+                        extra.append("")
+                    else:
+                        extra.append(f"{np.std(values, ddof=1) if ddof else np.mean(values):.3f}")
+                writer.writerow([m["model"], label, *[_csv_value(stat.get(k)) for k in metric_keys],
+                                 *extra])
+
+
+def _csv_value(value) -> str:
+    return "" if value is None or math.isnan(value) else repr(value)
+
+
 def _command_line_settings() -> Dict[str, str]:
     """The ``--key=value`` settings of this process's command line that RecBole's Config reads,
     without the ones that differ between the parts of a comparison."""
-    skip = {"model", "m", "dataset", "d", "out_dir", "tsne_items", "config_files"}
+    skip = {"model", "m", "dataset", "d", "out_dir", "tsne_items", "config_files", "seeds"}
     settings = {}
     for arg in sys.argv[1:]:
         if arg.startswith("--") and "=" in arg:
@@ -325,8 +644,13 @@ def _report(rows, info, config_dict, dataset, sample) -> Dict[str, Any]:
         "settings": {**_command_line_settings(), **{k: v for k, v in config_dict.items()}},
         "protocol": public,
         "tsne_items": sample,
-        "runs": [{k: v for k, v in r.items() if k != "views"} for r in rows],
+        "runs": [_public(r) for r in rows],
     }
+
+
+def _public(row) -> Dict[str, Any]:
+    """A run as ``results.json`` holds it (the views and per-user arrays go to the .npz files)."""
+    return {k: v for k, v in row.items() if k not in ("views", "per_user", "model_obj")}
 
 
 def _json_default(value):

@@ -14,6 +14,7 @@ import time
 from logging import getLogger
 from typing import Any, Dict, List, Optional, Union
 
+import numpy as np
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
@@ -90,6 +91,7 @@ def run_recbole_faerec(
     result["model"] = result.pop("config")["model"]
     result.pop("test_data")
     result.pop("train_data")
+    result.pop("per_user")
     local_rank = result.pop("local_rank")
     if local_rank == 0 and queue is not None:
         queue.put(result)
@@ -105,7 +107,11 @@ def train_and_test(
     resume: Union[bool, str, None] = None,
 ) -> Dict[str, Any]:
     """:func:`run_recbole_faerec`'s work; the result also holds the trained ``model`` (best
-    checkpoint loaded when ``saved``), its ``config``, ``train_data`` and ``test_data``."""
+    checkpoint loaded when ``saved``), its ``config``, ``train_data``, ``test_data`` and
+    ``per_user``: each test row's ``rank`` (1-based position of its target in the top
+    ``max(topk)``, 0 for a miss), ``target`` (where a tail-aware metric collected it) and ``user``,
+    from :meth:`~recbole_faerec.evaluator.collector.TailCollector.per_user` (``None`` in a
+    distributed run, or where the test collected no top-k positions)."""
     config = build_config(model, dataset, config_file_list, config_dict)
     checkpoint = resume_file(config, resume)  # a missing one stops the run before any work
     init_seed(config["seed"], config["reproducibility"])
@@ -134,9 +140,15 @@ def train_and_test(
         best_valid_score, best_valid_result = trainer.fit(
             train_data, valid_data, saved=saved, show_progress=config["show_progress"]
         )
+        trainer.eval_collector.last_rows = {}  # only the test's rows, whatever evaluate() does
         test_result = trainer.evaluate(
             test_data, load_best_model=saved, show_progress=config["show_progress"]
         )
+        per_user = trainer.eval_collector.per_user() if config["single_spec"] else None
+        if per_user is not None:
+            users = _test_users(test_data, len(per_user["rank"]))
+            if users is not None:
+                per_user["user"] = users
 
         best_valid_result = _plain(best_valid_result)
         test_result = _plain(test_result)
@@ -158,6 +170,7 @@ def train_and_test(
             "config": config,
             "train_data": train_data,
             "test_data": test_data,
+            "per_user": per_user,
         }
         if not config["single_spec"]:
             import torch.distributed as dist
@@ -244,6 +257,19 @@ def run(
 def _run_worker(rank, model, dataset, config_file_list, config_dict, saved, queue):
     run_recbole_faerec(model, dataset, config_file_list, {**config_dict, "local_rank": rank},
                        saved=saved, queue=queue)
+
+
+def _test_users(test_data, rows: int):
+    """The user id of each row RecBole's full-sort test loader evaluates, in its order: the test
+    interactions for a sequential model, one row per user (ascending ids) otherwise."""
+    dataset = test_data._dataset
+    if getattr(test_data, "is_sequential", False):
+        users = dataset.inter_feat[dataset.uid_field].numpy()
+    elif hasattr(test_data, "user_df"):
+        users = test_data.user_df[dataset.uid_field].numpy()
+    else:
+        return None
+    return users.astype(np.int64) if len(users) == rows else None
 
 
 def _plain(result) -> Dict[str, float]:
