@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", "-m", default="SASRec",
                         help="model name (default SASRec); several, comma-separated, run the "
-                        "comparison (recbole_faerec.quick_start.compare)")
+                        "comparison (recbole_faerec.quick_start.compare), where "
+                        "Model[key=value;key=value] is a variant of Model with its own settings "
+                        "(e.g. an ablation: FAERec_SASRec[item_align=False])")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (default ml-100k)")
     parser.add_argument("--config_files", default=None,
                         help="space-separated YAML config files, applied in order; a path that "
@@ -132,9 +134,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    from recbole_faerec.quick_start.compare import ModelSpecError, split_models
+
+    models = split_models(args.model)
     try:
-        if len(models) > 1:
+        if len(models) > 1 or any("[" in m for m in models):
             if args.nproc > 1 or args.world_size > 0:
                 print("error: the comparison of several models runs in one process; "
                       "drop --nproc/--world_size", file=sys.stderr)
@@ -162,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
             nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
             group_offset=args.group_offset, resume=args.resume)
     except (ModelNotFoundError, AtomicFileError, EmbeddingError, EvaluationConfigError,
-            ResumeError, DatasetNameError, ConfigFileError, SeedsError) as err:
+            ResumeError, DatasetNameError, ConfigFileError, SeedsError, ModelSpecError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

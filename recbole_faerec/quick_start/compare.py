@@ -21,6 +21,10 @@ seed plus mean and std rows. Each pair of a backbone ``B`` and a model ``<Someth
 gets a paired test over the test users (:func:`paired_tests`: each user's NDCG@K averaged over the
 seeds; Wilcoxon signed-rank and paired t-test from scipy.stats), on all users and on those with a
 tail target, in the table's "Significance" section and in ``results.json``.
+
+An entry ``Model[key=value;key=value]`` is a variant of ``Model`` with its own settings on top of
+the shared ones (:func:`parse_model_spec`), e.g. the paper's ablations
+``FAERec_SASRec[item_align=False]``; it is tested against ``Model`` when that runs too.
 """
 
 from __future__ import annotations
@@ -57,6 +61,66 @@ SUMMARY = [("Hit", "hit"), ("NDCG", "ndcg"), ("TailHit", "tailhit"), ("TailNDCG"
            ("TCov", "tailcoverage")]
 
 
+class ModelSpecError(ValueError):
+    """A ``--model`` entry of the comparison that cannot be read."""
+
+
+def split_models(text: str) -> List[str]:
+    """``--model``'s comma-separated entries; commas inside a variant's ``[...]`` do not split."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    parts.append(current.strip())
+    return [p for p in parts if p]
+
+
+def parse_model_spec(spec: str):
+    """``(model, settings)`` of a comparison entry: ``FAERec_SASRec`` or a variant of it with its
+    own settings, ``FAERec_SASRec[item_align=False]`` (several ``key=value`` separated by ``,`` or
+    ``;``; values read as YAML: ``False``, ``0.5``, ``[a, b]``). The entry is the row's label."""
+    import yaml
+
+    spec = spec.strip()
+    if "[" not in spec and "]" not in spec:
+        return spec, {}
+    if not spec.endswith("]") or spec.index("[") <= 0 or spec.count("[") != spec.count("]"):
+        raise ModelSpecError(f"model entry '{spec}': write a variant as Model[key=value;key=value]")
+    name, body = spec[:-1].split("[", 1)
+    settings: Dict[str, Any] = {}
+    for item in [i for part in body.split(";") for i in _split_top(part)]:
+        if "=" not in item:
+            raise ModelSpecError(f"model entry '{spec}': '{item}' is not key=value")
+        key, value = (x.strip() for x in item.split("=", 1))
+        if not key or key in settings:
+            raise ModelSpecError(f"model entry '{spec}': key '{key}' is empty or given twice")
+        settings[key] = yaml.safe_load(value) if value else None
+    if not settings:
+        raise ModelSpecError(f"model entry '{spec}': the variant sets nothing")
+    return name.strip(), settings
+
+
+def _split_top(text: str) -> List[str]:
+    """``a=1,b=[x, y]`` split at the commas outside brackets."""
+    out, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            out.append(current)
+            current = ""
+        else:
+            current += char
+    out.append(current)
+    return [o.strip() for o in out if o.strip()]
+
+
 def run_comparison(
     models: List[str],
     dataset: str,
@@ -70,7 +134,9 @@ def run_comparison(
 ) -> Dict[str, Any]:
     """Train and test ``models`` on ``dataset`` under one config; write the table and plots.
 
-    ``config_dict`` (and the command line's ``--key=value``) apply to every model. The tail-aware
+    ``config_dict`` (and the command line's ``--key=value``) apply to every model; an entry
+    ``Model[key=value;...]`` is a variant of ``Model`` with its own settings on top (an ablation,
+    paper Table 3), compared with ``Model`` when that is in the list too. The tail-aware
     metrics and the popularity groups are added to the configured ``metrics``. ``seeds``: run every
     model once per seed (all models of the first seed, then of the next, ...); default: once, with
     the configured ``seed``.
@@ -82,8 +148,11 @@ def run_comparison(
     if twice:
         raise ValueError(f"models listed twice: {', '.join(twice)} (use seeds for repeated runs)")
     config_dict = dict(config_dict or {})
+    for spec in models:
+        parse_model_spec(spec)  # a malformed entry stops the comparison before any training
     if seeds is not None:
-        seeds = _check_seeds(seeds, models[0], dataset, config_file_list, config_dict)
+        seeds = _check_seeds(seeds, parse_model_spec(models[0])[0], dataset, config_file_list,
+                             config_dict)
     out_dir = out_dir or os.path.join("saved", f"comparison-{dataset}")
     os.makedirs(out_dir, exist_ok=True)
     rows: List[Dict[str, Any]] = []
@@ -134,9 +203,11 @@ def _run_one(name, dataset, config_file_list, config_dict, saved, info) -> Dict[
     start = time.time()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = train_and_test(name, dataset, config_file_list,
-                            {**config_dict, "metrics": _metrics(config_dict, config_file_list,
-                                                                name, dataset)}, saved)
+    model_name, variant = parse_model_spec(name)
+    run_dict = {**config_dict, **variant}
+    result = train_and_test(model_name, dataset, config_file_list,
+                            {**run_dict, "metrics": _metrics(run_dict, config_file_list,
+                                                             model_name, dataset)}, saved)
     config, model = result.pop("config"), result.pop("model")
     train_data, test_data = result.pop("train_data"), result.pop("test_data")
     if not info:
@@ -145,6 +216,7 @@ def _run_one(name, dataset, config_file_list, config_dict, saved, info) -> Dict[
     valid = result["valid_scores"]
     row = {
         "model": name,
+        "variant": variant,
         "seed": int(config["seed"]),
         "test": result["test_result"],
         "best_valid": result["best_valid_result"],
@@ -443,11 +515,14 @@ def _plot_rows(rows):
 
 def model_pairs(names: List[str]) -> List[tuple]:
     """``(B, M)`` for each model ``M`` named ``<Something>_<B>`` whose backbone ``B`` is in
-    ``names`` too (e.g. ``("SASRec", "FAERec_SASRec")``)."""
+    ``names`` too (e.g. ``("SASRec", "FAERec_SASRec")``), and ``(M, V)`` for each variant
+    ``V = M[...]`` of a model ``M`` in ``names`` (an ablation against the full model)."""
     pairs = []
     for name in names:
         for base in names:
-            if base != name and name.endswith("_" + base) and (base, name) not in pairs:
+            if base == name or (base, name) in pairs:
+                continue
+            if name.endswith("_" + base) or ("[" in name and name.split("[", 1)[0] == base):
                 pairs.append((base, name))
     return pairs
 

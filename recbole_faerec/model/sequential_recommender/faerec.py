@@ -156,10 +156,15 @@ class FAERecMixin:
         projector = LLMProjector(llm_table.shape[1], dim, config_get(config, "projector_hidden"),
                                  config_get(config, "projector_dropout", 0.3))
         gate = DimensionGate(dim, config_get(config, "gate_dropout", 0.1)) if use_gate else None
-        input_fusion = "gate" if use_gate else "mean"
+        # w/o AGF (paper Table 3): the gate replaced by equal weights, or (fusion_without_gate:
+        # id) no fusion at all, the ID table alone wherever the gate fused
+        without_gate = config["fusion_without_gate"]
+        if without_gate not in ("mean", "id"):
+            raise ValueError(f"fusion_without_gate '{without_gate}' is unknown; expected mean or id")
+        input_fusion = "gate" if use_gate else without_gate
         train_fusion = config["train_score_fusion"]
         if train_fusion == "gate" and not use_gate:
-            train_fusion = "mean"  # w/o AGF: equal-weight fusion everywhere
+            train_fusion = without_gate
         if "train_id_scores" in self.quirks:
             if train_fusion not in ("gate", "mean", "id"):
                 raise ValueError(f"reference_quirks 'train_id_scores' scores training targets with "
