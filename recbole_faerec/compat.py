@@ -9,7 +9,7 @@ one, the failure it prevents by running RecBole with that fix switched off.
 Switch a fix off with the environment variable ``RECBOLE_FAEREC_COMPAT_SKIP`` (a comma-separated
 list of names from :data:`FIXES`), e.g. to measure its effect (``benchmarks/bench_epoch.py``).
 
-Three of them, ``trainer_epoch``, ``loss_names`` and ``bce_loss``, are not about the stack: they make every RecBole
+Four of them, ``trainer_epoch``, ``loss_names``, ``bce_loss`` and ``train_positions``, are not about the stack: they make every RecBole
 trainer (a user's own ``recbole.trainer.Trainer`` too) tell a model its training epoch and log the
 parts of its loss by name, which the plugin's models rely on (``tests/test_trainer_epoch.py``), and
 let RecBole's sequential models train with the paper's BCE loss, so a backbone can be compared with
@@ -46,6 +46,10 @@ name                     what breaks without it
                          under torch >= 2.6 (``weights_only``), and on plugin models it asks
                          ``recbole.utils.get_model`` (``No module named 'lightgbm'``); routed to
                          :func:`recbole_faerec.quick_start.reload.load_data_and_model`.
+``train_positions``      RecBole trains sequential models on prefixes only (one target per
+                         row); ``train_positions: all`` trains a causal backbone on every
+                         position of each user's sequence, as the original SASRec and the
+                         FAERec authors' code (:mod:`recbole_faerec.model.positions`).
 ``bce_loss``             RecBole's sequential models know ``loss_type`` CE and BPR only; the
                          paper's (and its authors' baselines') BCE with one sampled negative
                          raises ``NotImplementedError``. With it, every model with a BPR branch
@@ -545,6 +549,21 @@ def _fix_load_data_and_model() -> None:
 # --------------------------------------------------------------------------------------------
 # Sequential models: the paper's BCE loss with one sampled negative
 # --------------------------------------------------------------------------------------------
+def _fix_train_positions() -> None:
+    """``train_positions`` for every sequential model (``all`` refused where it cannot work) and
+    the every-position loss for RecBole's causal backbones (:mod:`recbole_faerec.model.positions`)."""
+    from recbole.model.abstract_recommender import SequentialRecommender
+    from recbole.model.sequential_recommender import GRU4Rec, SASRec
+
+    from recbole_faerec.model.positions import all_positions_loss, positions_init
+
+    if not getattr(SequentialRecommender.__init__, "_recbole_faerec_compat", False):
+        SequentialRecommender.__init__ = positions_init(SequentialRecommender.__init__)
+    for cls in (SASRec, GRU4Rec):
+        if not getattr(cls.calculate_loss, "_recbole_faerec_compat", False):
+            cls.calculate_loss = all_positions_loss(cls.calculate_loss)
+
+
 def _fix_bce_loss() -> None:
     """Every RecBole sequential model whose ``__init__`` has a BPR branch learns ``loss_type:
     BCE`` (built through that branch, with :class:`~recbole_faerec.model.loss.BCEOneNegativeLoss`
@@ -582,6 +601,7 @@ FIXES: Dict[str, Callable[[], None]] = {
     "loss_names": _fix_loss_names,
     "load_data_and_model": _fix_load_data_and_model,
     "bce_loss": _fix_bce_loss,
+    "train_positions": _fix_train_positions,
 }
 
 

@@ -16,6 +16,7 @@ PAPER = {"loss_type": "BCE", "MAX_ITEM_LIST_LENGTH": 50, "hidden_size": 128, "em
 REFERENCE = {"loss_type": "BCE", "MAX_ITEM_LIST_LENGTH": 50, "hidden_size": 128, "inner_size": 512,
              "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.4, "attn_dropout_prob": 0.4,
              "learning_rate": 0.001, "weight_decay": 0.0, "valid_metric": "NDCG@20",
+             "train_positions": "all", "train_batch_size": 256,
              "stopping_step": 10, "eval_exclude_history": True, "eval_history_score": 0,
              "head_ratio": 0.2, "popularity_source": "all", "align_weight": 0.2, "item_tau": 0.05,
              "bt_lambda": 0.005, "inference_fusion": "layernorm", "train_score_fusion": "id",
@@ -30,7 +31,7 @@ def config_for(model, preset, tmp_path, monkeypatch, **extra):
                         config_dict={"state": "WARNING", **extra})
 
 
-@pytest.mark.parametrize("model", ["SASRec", "FAERec_SASRec", "GRU4Rec", "FAERec_LRURec"])
+@pytest.mark.parametrize("model", ["SASRec", "FAERec_SASRec", "GRU4Rec", "FAERec_LRURec"])  # causal
 @pytest.mark.parametrize("preset,expected", [("paper", PAPER), ("reference", REFERENCE)])
 def test_preset_settings_reach_the_config(model, preset, expected, tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
@@ -62,6 +63,9 @@ def test_reference_preset_builds_the_authors_model(tmp_path, monkeypatch, cache)
         model = get_model(name)(config, train._dataset)
         assert isinstance(model.loss_fct, BCEOneNegativeLoss)
         assert model.trm_encoder.layer[0].feed_forward.dropout.p == 0.4
+        assert model.train_positions == "all"
+        users = train._dataset.inter_feat["user_id"]
+        assert len(users) == len(users.unique())  # one training row per user, as theirs
     fused = model.item_embedding
     assert (fused.input_fusion, fused.train_fusion, fused.eval_fusion) == ("gate", "id", "layernorm")
     assert fused.norm is model.LayerNorm

@@ -23,6 +23,7 @@ from recbole_faerec.data.atomic import check_atomic_files
 from recbole_faerec.evaluator import attach_item_popularity, install_tail_collector
 from recbole_faerec.evaluator.metrics import uses_tail_metrics
 from recbole_faerec.evaluator.popularity import check_against_data
+from recbole_faerec.model.positions import one_row_per_user
 from recbole_faerec.trainer.resume import ResumeError, resumable, resume_file, supports_resume
 from recbole_faerec.utils import get_model, get_trainer
 
@@ -42,7 +43,8 @@ def load_dataset(config: Config, logger: Optional[logging.Logger] = None):
     """Check the atomic files, then build RecBole's dataset and its train/valid/test loaders.
 
     The whole-data item popularity (head/tail split, popularity groups) is taken before RecBole
-    splits the data, see :mod:`recbole_faerec.evaluator.popularity`.
+    splits the data, see :mod:`recbole_faerec.evaluator.popularity`. With ``train_positions:
+    all`` the training loader holds one row per user (:mod:`recbole_faerec.model.positions`).
     """
     check_atomic_files(config)
     dataset = create_dataset(config)
@@ -52,6 +54,7 @@ def load_dataset(config: Config, logger: Optional[logging.Logger] = None):
     if logger is not None:
         logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    train_data = one_row_per_user(train_data, config)  # train_positions: all
     return dataset, train_data, valid_data, test_data
 
 

@@ -15,6 +15,7 @@ from recbole.model.loss import BPRLoss
 from torch import nn
 
 from recbole_faerec.model.loss import bce_capable
+from recbole_faerec.model.positions import all_positions_loss
 from recbole_faerec.utils.utils import config_get
 
 __all__ = []  # no model of its own
@@ -22,6 +23,9 @@ __all__ = []  # no model of its own
 
 class CausalSequentialRecommender(SequentialRecommender):
     """Base of the plugin's backbones; subclasses build their layers and implement :meth:`encode`."""
+
+    #: the output at position t depends on positions <= t only: ``train_positions: all`` works
+    causal_positions = True
 
     @bce_capable  # loss_type BCE (one sampled negative) through the BPR branch
     def __init__(self, config, dataset):
@@ -55,6 +59,7 @@ class CausalSequentialRecommender(SequentialRecommender):
         output = self.encode(item_seq)
         return self.gather_indexes(output, item_seq_len - 1)
 
+    @all_positions_loss  # train_positions: all (every position of each user's sequence)
     def calculate_loss(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         pos_items = interaction[self.POS_ITEM_ID]

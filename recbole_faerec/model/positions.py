@@ -1,0 +1,185 @@
+"""Training on every position of each user's sequence (``train_positions: all``).
+
+RecBole trains a sequential model on prefixes: every prefix of a user's training history is a row
+with one target, its next item (``train_positions: last``, RecBole's way). The original SASRec,
+and FAERec's authors' code, instead feed each user's training sequence once and supervise every
+position with the item that follows it (reference notes §1 "Splits": input ``s[:-3]``, targets
+``s[1:-2]``). Both see the same targets; the second runs the encoder once per user instead of
+once per prefix, about 7x less compute on amazon-beauty, and a batch is a batch of users.
+
+With ``train_positions: all``:
+
+* :func:`one_row_per_user` keeps each user's longest training prefix (its whole training sequence,
+  the last ``MAX_ITEM_LIST_LENGTH`` items) in the training loader; the plugin's
+  :func:`~recbole_faerec.quick_start.load_dataset` calls it.
+* :func:`all_positions_loss` wraps a causal backbone's ``calculate_loss``: the backbone's own
+  ``forward`` gives every position's output (its final ``gather_indexes`` is skipped), position
+  ``t`` is scored against item ``t + 1`` (the last against the row's target), and the backbone's
+  own loss (CE over all items, or BPR/BCE with one negative per position, drawn uniformly from all
+  items) runs on those pairs, unchanged.
+
+Only backbones whose output at position ``t`` depends on positions ``<= t`` qualify (else a
+position would see its own target): RecBole's SASRec and GRU4Rec and the plugin's FMLPRec, LRURec
+and gMLP; any other model refuses the setting when it is built.
+"""
+
+from __future__ import annotations
+
+import functools
+from logging import getLogger
+
+import numpy as np
+import torch
+
+from recbole_faerec.utils.utils import config_get
+
+KEY = "train_positions"
+VALUES = ("last", "all")
+#: RecBole's own backbones whose per-position outputs are causal and end in ``gather_indexes``
+RECBOLE_CAUSAL = ("SASRec", "GRU4Rec")
+
+
+class TrainPositionsError(ValueError):
+    """``train_positions`` set to something the model or data cannot do."""
+
+
+def supports_all_positions(cls) -> bool:
+    """Whether ``cls`` (a model class) can train on every position: a causal backbone."""
+    return any(getattr(base, "causal_positions", False) or (
+        base.__name__ in RECBOLE_CAUSAL and base.__module__.startswith("recbole.model."))
+        for base in cls.__mro__)
+
+
+def positions_init(init):
+    """Wrap ``SequentialRecommender.__init__``: read ``train_positions`` and refuse ``all`` for a
+    model that cannot do it, naming the ones that can."""
+
+    @functools.wraps(init)
+    def wrapper(self, config, dataset, *args, **kwargs):
+        init(self, config, dataset, *args, **kwargs)
+        value = config_get(config, KEY, "last")
+        if value not in VALUES:
+            raise TrainPositionsError(f"{KEY} '{value}' is unknown; expected one of {VALUES}")
+        if value == "all" and not supports_all_positions(type(self)):
+            raise TrainPositionsError(
+                f"{type(self).__name__} cannot train on every position ({KEY}: all): its output at "
+                f"a position is not causal or not per position; the models that can: SASRec, "
+                f"GRU4Rec, FMLPRec, LRURec, gMLP and their FAERec_ versions")
+        self.train_positions = value
+
+    wrapper._recbole_faerec_compat = True
+    return wrapper
+
+
+def all_positions_loss(calculate_loss):
+    """Wrap a causal backbone's ``calculate_loss`` for ``train_positions: all`` (see the module)."""
+
+    @functools.wraps(calculate_loss)
+    def wrapper(self, interaction):
+        if getattr(self, "train_positions", "last") != "all":
+            return calculate_loss(self, interaction)
+        return _every_position(self, calculate_loss, interaction)
+
+    wrapper._recbole_faerec_compat = True
+    return wrapper
+
+
+def position_targets(item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor):
+    """``(mask, targets)``: ``mask[b, t]`` for the positions ``t < item_seq_len[b]``, and the item
+    each position is scored against: ``item_seq[b, t + 1]``, the row's ``target`` at the last."""
+    batch, length = item_seq.shape
+    positions = torch.arange(length, device=item_seq.device).unsqueeze(0)
+    mask = positions < item_seq_len.unsqueeze(1)
+    targets = torch.zeros_like(item_seq)
+    targets[:, :-1] = item_seq[:, 1:]
+    last = (item_seq_len - 1).clamp(min=0)
+    targets[torch.arange(batch, device=item_seq.device), last] = target
+    return mask, targets
+
+
+def _every_position(model, calculate_loss, interaction):
+    item_seq = interaction[model.ITEM_SEQ]
+    item_seq_len = interaction[model.ITEM_SEQ_LEN]
+    _warn_if_prefix_rows(model, interaction)
+    mask, targets = position_targets(item_seq, item_seq_len, interaction[model.POS_ITEM_ID])
+    forward = model.forward
+
+    def every_position_forward(seq, seq_len):
+        model.gather_indexes = lambda output, index: output  # keep every position
+        try:
+            output = forward(seq, seq_len)
+        finally:
+            del model.gather_indexes
+        if output.dim() != 3 or output.shape[:2] != seq.shape:
+            raise TrainPositionsError(f"{type(model).__name__}.forward gave {tuple(output.shape)}, "
+                                      f"not one output per position {tuple(seq.shape)}")
+        return output[mask]
+
+    flat = {model.POS_ITEM_ID: targets[mask]}
+    if model.NEG_ITEM_ID in interaction.interaction:  # BPR/BCE: one uniform negative per position
+        flat[model.NEG_ITEM_ID] = torch.randint(1, model.n_items, flat[model.POS_ITEM_ID].shape,
+                                                device=item_seq.device)
+    per_position = _Positions(interaction, flat)
+    model.forward = every_position_forward
+    try:
+        return calculate_loss(model, per_position)
+    finally:
+        del model.forward
+
+
+class _Positions:
+    """The batch as the backbone's ``calculate_loss`` reads it: the sequences as they are, the
+    target (and negative) of every position, flattened."""
+
+    def __init__(self, interaction, flat):
+        self._interaction = interaction
+        self._flat = flat
+        self.interaction = {**interaction.interaction, **flat}
+
+    def __getitem__(self, key):
+        return self._flat[key] if key in self._flat else self._interaction[key]
+
+    def __contains__(self, key):
+        return key in self.interaction
+
+
+def _warn_if_prefix_rows(model, interaction) -> None:
+    """Once per model: several rows of one user in a batch mean RecBole's prefix rows, which
+    ``train_positions: all`` would count over and over (load the data with
+    ``recbole_faerec.quick_start.load_dataset``, or :func:`one_row_per_user`)."""
+    if getattr(model, "_prefix_rows_checked", False) or model.USER_ID not in interaction.interaction:
+        return
+    model._prefix_rows_checked = True
+    users = interaction[model.USER_ID]
+    if torch.unique(users).numel() < users.numel():
+        getLogger().warning(
+            f"{type(model).__name__}: {KEY} is 'all' but a training batch holds several rows of one "
+            "user (RecBole's prefix rows): every position of every prefix is trained on. Build the "
+            "training data with recbole_faerec.quick_start.load_dataset, or pass RecBole's training "
+            "loader through recbole_faerec.model.positions.one_row_per_user")
+
+
+def one_row_per_user(train_data, config):
+    """RecBole's training loader with only each user's longest prefix (its training sequence), for
+    ``train_positions: all``; the loader itself when the setting is ``last``."""
+    if config_get(config, KEY, "last") != "all":
+        return train_data
+    from recbole_faerec import compat
+
+    if "train_positions" not in compat.applied():
+        raise TrainPositionsError(f"{KEY}: all needs the compat fix 'train_positions', which "
+                                  f"${compat.SKIP_ENV} switches off")
+    dataset = train_data._dataset
+    feat = dataset.inter_feat
+    users = feat[dataset.uid_field].numpy()
+    lengths = feat[config["ITEM_LIST_LENGTH_FIELD"]].numpy()
+    order = np.lexsort((-lengths, users))  # by user, the longest prefix first
+    first = np.unique(users[order], return_index=True)[1]
+    keep = torch.as_tensor(np.sort(order[first]))
+    getLogger().info(f"{KEY}: all: {len(keep)} training rows (one per user) of {len(users)} prefixes")
+    rows = dataset.copy(feat[keep])
+    return type(train_data)(config, rows, train_data._sampler, shuffle=config["shuffle"])
+
+
+__all__ = ["KEY", "TrainPositionsError", "all_positions_loss", "one_row_per_user",
+           "position_targets", "positions_init", "supports_all_positions"]

@@ -1,0 +1,122 @@
+"""train_positions: all (recbole_faerec.model.positions): one training row per user, every position
+scored against the next item, as the original SASRec and FAERec's authors' code train."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, TINY_SASREC, run_py
+
+TINY = {**TINY_SASREC, "state": "WARNING", "hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0,
+        "dropout_prob": 0.0, "train_batch_size": 64}
+
+
+def build(model_name, **extra):
+    from recbole.utils import init_seed
+
+    from recbole_faerec.quick_start import build_config, load_dataset
+    from recbole_faerec.utils import get_model
+
+    config = build_config(model_name, "ml-100k", config_dict={**TINY, **extra})
+    init_seed(config["seed"], config["reproducibility"])
+    _, train, _, _ = load_dataset(config)
+    init_seed(config["seed"], config["reproducibility"])
+    return config, get_model(model_name)(config, train._dataset), train
+
+
+def test_position_targets_by_hand():
+    from recbole_faerec.model.positions import position_targets
+
+    seq = torch.tensor([[5, 6, 7, 0], [8, 0, 0, 0], [1, 2, 3, 4]])
+    mask, targets = position_targets(seq, torch.tensor([3, 1, 4]), torch.tensor([9, 10, 11]))
+    assert mask.tolist() == [[True, True, True, False], [True, False, False, False], [True] * 4]
+    assert targets[mask].tolist() == [6, 7, 9, 10, 2, 3, 4, 11]
+
+
+def test_one_row_per_user_keeps_each_users_training_sequence():
+    config, _, prefixes = build("SASRec")  # RecBole's prefix rows
+    config_all, _, rows = build("SASRec", train_positions="all")
+    feat, all_feat = rows._dataset.inter_feat, prefixes._dataset.inter_feat
+    users = feat["user_id"].numpy()
+    assert len(np.unique(users)) == len(users) == len(np.unique(all_feat["user_id"].numpy()))
+    lengths = all_feat["item_length"].numpy()
+    for i in range(0, len(users), 97):  # each kept row is its user's longest prefix
+        u = users[i]
+        longest = np.flatnonzero(all_feat["user_id"].numpy() == u)[lengths[all_feat["user_id"].numpy() == u].argmax()]
+        assert feat["item_length"][i] == lengths[longest]
+        assert torch.equal(feat["item_id_list"][i], all_feat["item_id_list"][longest])
+        assert feat["item_id"][i] == all_feat["item_id"][longest]
+    # every target of the prefix rows is still trained on, once, unless cut off by the sequence
+    # length (MAX_ITEM_LIST_LENGTH): a user's row covers its last L + 1 training items
+    covered = feat["item_length"].sum().item()
+    assert covered == sum(min(n, config["MAX_ITEM_LIST_LENGTH"]) for n in
+                          np.bincount(all_feat["user_id"].numpy())[users])
+
+
+@pytest.mark.parametrize("model_name", ["SASRec", "GRU4Rec", "LRURec", "FAERec_SASRec"])
+def test_every_position_loss_equals_the_prefix_losses(model_name, cache):
+    extra = {"llm_emb_provider": "tfidf", "llm_emb_dimensions": 16, "embedding_size": 8,
+             "projector_dropout": 0.0, "gate_dropout": 0.0, "align_weight": 0.0} \
+        if model_name.startswith("FAERec") else {}
+    config, model, train = build(model_name, train_positions="all", **extra)
+    model.eval()  # no dropout: the prefix forwards below must see the same network
+    batch = next(iter(train))
+    loss = model.calculate_loss(batch)
+    seq, lengths, target = batch["item_id_list"], batch["item_length"], batch["item_id"]
+    prefixes, prefix_len, prefix_target = [], [], []
+    for b in range(len(seq)):
+        n = int(lengths[b])
+        for t in range(n):  # the prefix ending at position t, scored against item t + 1
+            p = torch.zeros_like(seq[b])
+            p[: t + 1] = seq[b, : t + 1]
+            prefixes.append(p)
+            prefix_len.append(t + 1)
+            prefix_target.append(seq[b, t + 1] if t + 1 < n else target[b])
+    with torch.no_grad():
+        out = model.forward(torch.stack(prefixes), torch.tensor(prefix_len))
+        logits = out @ model.item_embedding.weight.t()
+        expected = torch.nn.functional.cross_entropy(logits, torch.stack(prefix_target))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert len(prefixes) > len(seq)  # more targets than rows
+
+
+def test_bce_scores_one_uniform_negative_per_position():
+    config, model, train = build("SASRec", train_positions="all", loss_type="BCE")
+    model.eval()
+    batch = next(iter(train))
+    torch.manual_seed(7)
+    loss = model.calculate_loss(batch)
+    from recbole_faerec.model.positions import position_targets
+
+    mask, targets = position_targets(batch["item_id_list"], batch["item_length"], batch["item_id"])
+    torch.manual_seed(7)  # the loss draws the negatives first
+    neg = torch.randint(1, model.n_items, (int(mask.sum()),))
+    with torch.no_grad():
+        model.gather_indexes = lambda output, index: output
+        out = model.forward(batch["item_id_list"], batch["item_length"])[mask]
+        del model.gather_indexes
+        table = model.item_embedding.weight
+        pos, negs = (out * table[targets[mask]]).sum(-1), (out * table[neg]).sum(-1)
+        expected = (-torch.log(torch.sigmoid(pos)) - torch.log(1 - torch.sigmoid(negs))).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_a_non_causal_model_refuses_every_position(tmp_path):
+    from recbole_faerec.model.positions import TrainPositionsError
+
+    with pytest.raises(TrainPositionsError, match="NARM cannot train on every position"):
+        build("NARM", train_positions="all")
+    proc = run_py([REPO / "run_recbole_faerec.py", "--model=BERT4Rec", "--dataset=ml-100k",
+                   "--train_positions=all", "--epochs=1"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "BERT4Rec cannot train on every position" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_prefix_rows_with_every_position_warn(caplog):
+    from recbole.data import create_dataset, data_preparation
+
+    config, model, _ = build("SASRec", train_positions="all")
+    prefixes, _, _ = data_preparation(config, create_dataset(config))  # RecBole's own loaders
+    with caplog.at_level("WARNING"):
+        model.calculate_loss(next(iter(prefixes)))
+    assert "several rows of one user" in caplog.text
