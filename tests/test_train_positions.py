@@ -120,3 +120,19 @@ def test_prefix_rows_with_every_position_warn(caplog):
     with caplog.at_level("WARNING"):
         model.calculate_loss(next(iter(prefixes)))
     assert "several rows of one user" in caplog.text
+
+
+def test_faerec_aligns_the_negatives_of_every_position(cache):
+    _, model, train = build("FAERec_SASRec", train_positions="all", loss_type="BCE",
+                            llm_emb_provider="tfidf", llm_emb_dimensions=16, embedding_size=8,
+                            align_max_items=10 ** 6, reference_quirks=["align_duplicates"])
+    model.train()
+    model.set_epoch(0)
+    batch = next(iter(train))
+    model.calculate_loss(batch)
+    negatives = model.position_negatives
+    assert negatives.numel() == int(batch["item_length"].sum())  # one per position
+    items = model.alignment_items(batch)
+    seq = batch["item_id_list"].flatten()
+    expected = torch.cat([seq[seq > 0], batch["item_id"], negatives])
+    assert torch.equal(items, expected)  # the authors' tokens: inputs and their negatives

@@ -119,6 +119,8 @@ def _every_position(model, calculate_loss, interaction):
     if model.NEG_ITEM_ID in interaction.interaction:  # BPR/BCE: one uniform negative per position
         flat[model.NEG_ITEM_ID] = torch.randint(1, model.n_items, flat[model.POS_ITEM_ID].shape,
                                                 device=item_seq.device)
+    # the step's negatives, for methods that use them beyond the loss (FAERec aligns them)
+    model.position_negatives = flat.get(model.NEG_ITEM_ID)
     per_position = _Positions(interaction, flat)
     model.forward = every_position_forward
     try:

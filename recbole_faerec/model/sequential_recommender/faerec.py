@@ -228,14 +228,18 @@ class FAERecMixin:
             "training epoch, or train with a RecBole trainer after 'import recbole_faerec'.")
 
     def alignment_items(self, interaction) -> torch.Tensor:
-        """The batch's items for alignment: sequence items, targets and sampled negatives.
+        """The batch's items for alignment: sequence items, targets and sampled negatives (with
+        ``train_positions: all``, the negatives of every position, as the authors' code aligns).
 
         Distinct items by default (the paper's "batch of items"); with the ``align_duplicates``
         quirk every occurrence, as the authors' code does. At most ``align_max_items`` (a random
         subset), which bounds the N x N similarity matrix of eq. (5).
         """
         parts = [interaction[self.ITEM_SEQ].flatten(), interaction[self.POS_ITEM_ID].flatten()]
-        if self.NEG_ITEM_ID in interaction.interaction:
+        negatives = getattr(self, "position_negatives", None)  # train_positions: all, BPR/BCE
+        if negatives is not None:
+            parts.append(negatives)
+        elif self.NEG_ITEM_ID in interaction.interaction:
             parts.append(interaction[self.NEG_ITEM_ID].flatten())
         items = torch.cat(parts)
         if "align_duplicates" in self.quirks:
