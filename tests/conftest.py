@@ -23,6 +23,21 @@ TINY_SASREC = {
 }
 
 
+def build_model(model_name, settings, dataset="ml-100k"):
+    """``(config, model, train_data)``: the model built on the dataset's real training split with
+    the plugin's Config and loaders, seeded as RecBole's quick start does."""
+    from recbole.utils import init_seed
+
+    from recbole_faerec.quick_start import build_config, load_dataset
+    from recbole_faerec.utils import get_model
+
+    config = build_config(model_name, dataset, config_dict=settings)
+    init_seed(config["seed"], config["reproducibility"])
+    _, train, _, _ = load_dataset(config)
+    init_seed(config["seed"], config["reproducibility"])
+    return config, get_model(model_name)(config, train._dataset), train
+
+
 def run_py(args, cwd=None, env=None, timeout=600):
     """Run ``python ARGS`` and return the CompletedProcess (stdout and stderr as text)."""
     full_env = {**os.environ, **(env or {})}

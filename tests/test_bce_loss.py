@@ -4,22 +4,13 @@ the plugin's backbones (compat ``bce_loss``), so a backbone and its FAERec train
 import pytest
 import torch
 
-from conftest import TINY_SASREC
+from conftest import TINY_SASREC, build_model
 
 TINY = {**TINY_SASREC, "state": "WARNING", "loss_type": "BCE", "train_batch_size": 256}
 
 
 def build(model_name, **extra):
-    from recbole.utils import init_seed
-
-    from recbole_faerec.quick_start import build_config, load_dataset
-    from recbole_faerec.utils import get_model
-
-    config = build_config(model_name, "ml-100k", config_dict={**TINY, **extra})
-    init_seed(config["seed"], config["reproducibility"])
-    _, train, _, _ = load_dataset(config)
-    init_seed(config["seed"], config["reproducibility"])
-    return config, get_model(model_name)(config, train._dataset), train
+    return build_model(model_name, {**TINY, **extra})
 
 
 @pytest.mark.parametrize("name", ["SASRec", "GRU4Rec", "FMLPRec"])

@@ -5,23 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, TINY_SASREC, run_py
+from conftest import REPO, TINY_SASREC, build_model, run_py
 
 TINY = {**TINY_SASREC, "state": "WARNING", "hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0,
         "dropout_prob": 0.0, "train_batch_size": 64}
 
 
 def build(model_name, **extra):
-    from recbole.utils import init_seed
-
-    from recbole_faerec.quick_start import build_config, load_dataset
-    from recbole_faerec.utils import get_model
-
-    config = build_config(model_name, "ml-100k", config_dict={**TINY, **extra})
-    init_seed(config["seed"], config["reproducibility"])
-    _, train, _, _ = load_dataset(config)
-    init_seed(config["seed"], config["reproducibility"])
-    return config, get_model(model_name)(config, train._dataset), train
+    return build_model(model_name, {**TINY, **extra})
 
 
 def test_position_targets_by_hand():
