@@ -67,19 +67,7 @@ class ModelSpecError(ValueError):
 
 def split_models(text: str) -> List[str]:
     """``--model``'s comma-separated entries; commas inside a variant's ``[...]`` do not split."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        if char == "[":
-            depth += 1
-        elif char == "]":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-        else:
-            current += char
-    parts.append(current.strip())
-    return [p for p in parts if p]
+    return _split_top(text)
 
 
 def parse_model_spec(spec: str):
