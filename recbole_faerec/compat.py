@@ -9,11 +9,12 @@ one, the failure it prevents by running RecBole with that fix switched off.
 Switch a fix off with the environment variable ``RECBOLE_FAEREC_COMPAT_SKIP`` (a comma-separated
 list of names from :data:`FIXES`), e.g. to measure its effect (``benchmarks/bench_epoch.py``).
 
-Four of them, ``trainer_epoch``, ``loss_names``, ``bce_loss`` and ``train_positions``, are not about the stack: they make every RecBole
-trainer (a user's own ``recbole.trainer.Trainer`` too) tell a model its training epoch and log the
-parts of its loss by name, which the plugin's models rely on (``tests/test_trainer_epoch.py``), and
-let RecBole's sequential models train with the paper's BCE loss, so a backbone can be compared with
-its FAERec under one loss (``tests/test_bce_loss.py``).
+Four of them, ``trainer_epoch``, ``loss_names``, ``bce_loss`` and ``train_positions``, are not
+about the stack: they make every RecBole trainer (a user's own ``recbole.trainer.Trainer`` too)
+tell a model its training epoch and log the parts of its loss by name, which the plugin's models rely on (``tests/test_trainer_epoch.py``), and
+let RecBole's sequential models train with the paper's BCE loss and on every position of each
+user's sequence, so a backbone can be compared with its FAERec under one protocol
+(``tests/test_bce_loss.py``, ``tests/test_train_positions.py``).
 
 =======================  ====================================================================
 name                     what breaks without it
@@ -547,7 +548,7 @@ def _fix_load_data_and_model() -> None:
 
 # Order matters: numpy aliases first (RecBole modules read them at import).
 # --------------------------------------------------------------------------------------------
-# Sequential models: the paper's BCE loss with one sampled negative
+# Sequential models: training on every position of each user's sequence
 # --------------------------------------------------------------------------------------------
 def _fix_train_positions() -> None:
     """``train_positions`` for every sequential model (``all`` refused where it cannot work) and
@@ -564,6 +565,9 @@ def _fix_train_positions() -> None:
             cls.calculate_loss = all_positions_loss(cls.calculate_loss)
 
 
+# --------------------------------------------------------------------------------------------
+# Sequential models: the paper's BCE loss with one sampled negative
+# --------------------------------------------------------------------------------------------
 def _fix_bce_loss() -> None:
     """Every RecBole sequential model whose ``__init__`` has a BPR branch learns ``loss_type:
     BCE`` (built through that branch, with :class:`~recbole_faerec.model.loss.BCEOneNegativeLoss`

@@ -57,7 +57,7 @@ from recbole_faerec.model.sequential_recommender.gmlp import gMLP
 from recbole_faerec.model.sequential_recommender.lrurec import LRURec
 from recbole_faerec.embeddings.store import EmbeddingFileError
 from recbole_faerec.model.curriculum import CosineCurriculum
-from recbole_faerec.model.layers import DimensionGate, FusedItemEmbedding, LLMProjector
+from recbole_faerec.model.layers import FUSIONS, DimensionGate, FusedItemEmbedding, LLMProjector
 from recbole_faerec.model.loss import (
     feature_alignment_loss,
     item_alignment_loss,
@@ -173,8 +173,8 @@ class FAERecMixin:
             train_fusion = "id"
         eval_fusion = config["inference_fusion"]
         for key, how in (("train_score_fusion", train_fusion), ("inference_fusion", eval_fusion)):
-            if how not in ("gate", "mean", "layernorm", "id"):
-                raise ValueError(f"{key} '{how}' is unknown; expected gate, mean, layernorm or id")
+            if how not in FUSIONS:
+                raise ValueError(f"{key} '{how}' is unknown; expected one of {FUSIONS}")
             if how == "gate" and not use_gate:
                 raise ValueError(f"{key} 'gate' needs use_gate: True")
         norm = _input_layernorm(self, dim)
