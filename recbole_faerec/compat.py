@@ -11,8 +11,8 @@ list of names from :data:`FIXES`), e.g. to measure its effect (``benchmarks/benc
 
 Four of them, ``trainer_epoch``, ``loss_names``, ``bce_loss`` and ``train_positions``, are not
 about the stack: they make every RecBole trainer (a user's own ``recbole.trainer.Trainer`` too)
-tell a model its training epoch and log the parts of its loss by name, which the plugin's models rely on (``tests/test_trainer_epoch.py``), and
-let RecBole's sequential models train with the paper's BCE loss and on every position of each
+tell a model its training epoch and log the parts of its loss by name, which the plugin's models
+rely on (``tests/test_trainer_epoch.py``), and let RecBole's sequential models train with the paper's BCE loss and on every position of each
 user's sequence, so a backbone can be compared with its FAERec under one protocol
 (``tests/test_bce_loss.py``, ``tests/test_train_positions.py``).
 
