@@ -37,7 +37,6 @@ def main(argv=None):
     import recbole_faerec  # noqa: F401  (compat fixes, metrics, history exclusion)
     from recbole.utils import init_seed
 
-    from recbole_faerec.evaluator.collector import install_tail_collector
     from recbole_faerec.quick_start import build_config, load_dataset
     from recbole_faerec.quick_start.cli import recbole_args
     from recbole_faerec.utils import get_model, get_trainer
@@ -54,7 +53,6 @@ def main(argv=None):
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train._dataset).to(config["device"]).eval()
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    install_tail_collector(trainer)
     trainer.eval_collector.data_collect(train)  # the popularity the tail metrics need
     k = args.k
     print(f"{args.model} on {args.dataset}, untrained (PCA-initialised), validation split; "
@@ -63,7 +61,7 @@ def main(argv=None):
     print("|---|---|---:|---:|---:|---:|")
     for fusion in args.fusions.split(","):
         model.item_embedding.eval_fusion = fusion
-        model.item_embedding._cache.clear()
+        model.item_embedding.clear_cache()
         for label, exclude, score in HISTORY:
             config["eval_exclude_history"] = exclude
             if score is not None:

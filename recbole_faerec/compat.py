@@ -9,8 +9,9 @@ one, the failure it prevents by running RecBole with that fix switched off.
 Switch a fix off with the environment variable ``RECBOLE_FAEREC_COMPAT_SKIP`` (a comma-separated
 list of names from :data:`FIXES`), e.g. to measure its effect (``benchmarks/bench_epoch.py``).
 
-Four of them, ``trainer_epoch``, ``loss_names``, ``bce_loss`` and ``train_positions``, are not
-about the stack: they make every RecBole trainer (a user's own ``recbole.trainer.Trainer`` too)
+The last six are not about the stack; they are every change the plugin makes to RecBole itself, in
+one place. ``tail_metrics`` and ``history_exclusion`` teach its evaluator the paper's protocol. The
+other four, ``trainer_epoch``, ``loss_names``, ``bce_loss`` and ``train_positions``, they make every RecBole trainer (a user's own ``recbole.trainer.Trainer`` too)
 tell a model its training epoch and log the parts of its loss by name, which the plugin's models
 rely on (``tests/test_trainer_epoch.py``), and let RecBole's sequential models train with the paper's BCE loss and on every position of each
 user's sequence, so a backbone can be compared with its FAERec under one protocol
@@ -55,6 +56,13 @@ name                     what breaks without it
                          paper's (and its authors' baselines') BCE with one sampled negative
                          raises ``NotImplementedError``. With it, every model with a BPR branch
                          takes ``loss_type: BCE`` (:func:`recbole_faerec.model.loss.bce_capable`).
+``tail_metrics``         RecBole knows no head/tail, group or coverage metric, and its
+                         ``Collector`` keeps neither the target items nor their popularity: the
+                         plugin's metrics join its registry and every RecBole trainer collects
+                         with :class:`recbole_faerec.evaluator.TailCollector`.
+``history_exclusion``    RecBole's full-sort evaluation of sequential models always ranks the
+                         user's own history items; ``eval_exclude_history`` takes them out
+                         (:mod:`recbole_faerec.evaluator.history`).
 =======================  ====================================================================
 """
 
@@ -593,6 +601,22 @@ def _fix_bce_loss() -> None:
             cls.__init__ = bce_capable(init)
 
 
+def _fix_tail_metrics() -> None:
+    """The tail-aware metrics in RecBole's metric registry, and its trainers' ``Collector`` the
+    plugin's ``TailCollector`` (:func:`recbole_faerec.evaluator.metrics.register_metrics`)."""
+    from recbole_faerec.evaluator.metrics import register_metrics
+
+    register_metrics()
+
+
+def _fix_history_exclusion() -> None:
+    """``eval_exclude_history`` in RecBole's full-sort evaluation
+    (:func:`recbole_faerec.evaluator.history.install_history_exclusion`)."""
+    from recbole_faerec.evaluator.history import install_history_exclusion
+
+    install_history_exclusion()
+
+
 FIXES: Dict[str, Callable[[], None]] = {
     "numpy_aliases": _fix_numpy_aliases,
     "pkg_resources": _fix_pkg_resources,
@@ -606,6 +630,8 @@ FIXES: Dict[str, Callable[[], None]] = {
     "load_data_and_model": _fix_load_data_and_model,
     "bce_loss": _fix_bce_loss,
     "train_positions": _fix_train_positions,
+    "tail_metrics": _fix_tail_metrics,
+    "history_exclusion": _fix_history_exclusion,
 }
 
 

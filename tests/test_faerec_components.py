@@ -14,7 +14,7 @@ from recbole_faerec.model.loss import (
     feature_alignment_loss,
     item_alignment_loss,
 )
-from recbole_faerec.model.popularity import PopularityGrouper
+from recbole_faerec.data.popularity import PopularityGrouper
 
 
 def test_item_alignment_loss_by_hand():
@@ -61,9 +61,9 @@ def test_feature_alignment_sums_groups_and_skips_singletons():
     torch.manual_seed(0)
     u, v = torch.randn(6, 4), torch.randn(6, 4)
     groups = (torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5]), torch.tensor([5]), torch.tensor([], dtype=torch.long))
-    expected = barlow_twins_loss(u[:3], v[:3]) + barlow_twins_loss(u[3:], v[3:])
-    assert feature_alignment_loss(u, v, groups).item() == pytest.approx(expected.item(), rel=1e-6)
-    assert feature_alignment_loss(u, v, (torch.tensor([2]),)).item() == 0.0
+    expected = barlow_twins_loss(u[:3], v[:3], 0.005) + barlow_twins_loss(u[3:], v[3:], 0.005)
+    assert feature_alignment_loss(u, v, groups, 0.005).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert feature_alignment_loss(u, v, (torch.tensor([2]),), 0.005).item() == 0.0
 
 
 def test_bce_one_negative_by_hand():
@@ -98,10 +98,10 @@ def test_curriculum_values():
     assert c.weights(5) == pytest.approx((0.65, 0.35))
     assert c.weights(20) == pytest.approx((1.0, 0.0))
     assert c.weights(25) == pytest.approx(c.weights(5))
-    fixed = CosineCurriculum(enabled=False, fixed=0.6)
+    fixed = CosineCurriculum(0.9, 1.0, 30, enabled=False, fixed=0.6)
     assert fixed.weights(0) == fixed.weights(13) == pytest.approx((0.6, 0.4))
     with pytest.raises(ValueError):
-        CosineCurriculum(w_min=0.9, w_max=0.5)
+        CosineCurriculum(w_min=0.9, w_max=0.5, period=30)
 
 
 def make_fused(n=6, d=4, llm_dim=8, extra_rows=0, **kw):
@@ -109,7 +109,7 @@ def make_fused(n=6, d=4, llm_dim=8, extra_rows=0, **kw):
     ids = torch.nn.Embedding(n + extra_rows, d, padding_idx=0)
     llm = torch.randn(n, llm_dim)
     llm[0] = 0
-    return FusedItemEmbedding(ids, llm, LLMProjector(llm_dim, d, dropout=0.0), DimensionGate(d, 0.0), **kw)
+    return FusedItemEmbedding(ids, llm, LLMProjector(llm_dim, d, None, 0.0), DimensionGate(d, 0.0), **kw)
 
 
 def test_fused_table_views_and_modes():
@@ -149,7 +149,7 @@ def test_rows_beyond_llm_table_use_id_embedding():
 
 
 def test_cpu_dropout_keeps_units_at_rate_and_scales_them():
-    from recbole_faerec.model.layers import Dropout
+    from recbole_faerec.model.kernels import Dropout
 
     torch.manual_seed(0)
     drop = Dropout(0.3)

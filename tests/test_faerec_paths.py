@@ -65,8 +65,10 @@ def bce_by_hand(seq, pos_rows, neg_rows):
 def test_yaml_defaults_are_the_papers():
     from recbole_faerec.quick_start import build_config
 
-    with open(REPO / "props" / "model" / "FAERec.yaml") as f:
-        declared = yaml.safe_load(f)
+    declared = {}
+    for name in ("LLMItem", "FAERec"):  # the sizes are shared by every LLM-item method
+        with open(REPO / "props" / "model" / f"{name}.yaml") as f:
+            declared.update(yaml.safe_load(f))
     expected = {
         "hidden_size": 128, "embedding_size": 128,  # paper §5.1.5: embedding size 128
         "inner_size": 512,                          # reference notes §2: SASRec's FFN is 4d

@@ -54,7 +54,7 @@ def check_dataset_name(dataset) -> None:
 
 
 # Top-level keys of a YAML file, and the keys code reads from a config: config["key"],
-# cfg.get("key"), config_get(config, "key") (any helper called with the config first), "key" in config
+# cfg.get("key"), setting(config, "key") (any helper called with the config first), "key" in config
 _YAML_KEY = re.compile(r"^([A-Za-z_]\w*)\s*:", re.M)
 _CODE_READS = (
     re.compile(r"\b\w*(?:config|cfg|config_dict)\s*(?:\[\s*|\.get\(\s*)[\"'](\w+)[\"']"),

@@ -31,7 +31,7 @@ from recbole_faerec.embeddings import store
 from recbole_faerec.embeddings.prompts import PromptSettings
 from recbole_faerec.embeddings.providers import PRECOMPUTED, EmbeddingError, Provider, make_provider
 from recbole_faerec.embeddings.runner import embed_items
-from recbole_faerec.utils.utils import config_get as _get
+from recbole_faerec.settings import setting as _get
 
 MAX_LISTED = 10
 
@@ -44,7 +44,7 @@ def cache_root() -> str:
 def embedding_paths(config: Mapping) -> store.EmbeddingPaths:
     """Where ``config``'s dataset keeps its cached item embeddings."""
     dataset = config["dataset"]
-    suffix = _get(config, "llm_emb_suffix", store.DEFAULT_SUFFIX)
+    suffix = _get(config, "llm_emb_suffix")
     directory = _get(config, "llm_emb_dir")
     if not directory:
         data_dir = config["data_path"]
@@ -61,7 +61,7 @@ def provider_from_config(config: Mapping, **extra) -> Provider:
     Building it checks that it can run (a known name, an existing model folder, an API key)
     without loading a model or calling a server.
     """
-    name = _get(config, "llm_emb_provider", "local")
+    name = _get(config, "llm_emb_provider")
     options = {"model": _get(config, "llm_emb_model")}
     if name == "local":
         options["batch_size"] = _get(config, "llm_emb_batch_size")
@@ -135,7 +135,7 @@ def sync_item_embeddings(config: Mapping, logger: Optional[logging.Logger] = Non
     """
     logger = logger or logging.getLogger(__name__)
     paths = embedding_paths(config)
-    name = _get(config, "llm_emb_provider", "local")
+    name = _get(config, "llm_emb_provider")
     if name == PRECOMPUTED:
         if not os.path.isfile(paths.atomic):
             raise store.EmbeddingFileError(
@@ -155,7 +155,7 @@ def sync_item_embeddings(config: Mapping, logger: Optional[logging.Logger] = Non
             f"file's text. To use an existing {os.path.basename(paths.atomic)} as it is, set "
             f"llm_emb_provider: {PRECOMPUTED}")
     if progress is None:
-        progress = bool(_get(config, "show_progress", True))
+        progress = bool(_get(config, "show_progress"))
     summary = embed_items(item_path, paths, provider, PromptSettings.from_config(config),
                           iid_field=config["ITEM_ID_FIELD"], progress=progress)
     if summary.embedded:

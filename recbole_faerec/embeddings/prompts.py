@@ -24,17 +24,12 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from recbole_faerec.data.atomic import AtomicFileError, read_header
-from recbole_faerec.utils.utils import config_get
+from recbole_faerec.settings import config_value, default, setting
 
 PAPER = "paper"
 SLOTS = ("name", "brand", "price", "features", "description")
-DEFAULT_FIELDS = {
-    "name": "title",
-    "brand": "brand",
-    "price": "price",
-    "features": "categories",
-    "description": "description",
-}
+#: which .item field fills each slot by default (``llm_prompt_fields`` in props/overall.yaml)
+DEFAULT_FIELDS = dict(default("llm_prompt_fields"))
 FEATURES_CAP = 2048
 PROMPT_CAP = 4095
 UNKNOWN = "unknown"
@@ -52,12 +47,12 @@ class PromptSettings:
     def from_config(cls, config: Mapping) -> "PromptSettings":
         """From RecBole-style settings ``llm_prompt_template``/``_category``/``_fields``."""
         fields = dict(DEFAULT_FIELDS)
-        fields.update(config_get(config, "llm_prompt_fields", {}))
+        fields.update(config_value(config, "llm_prompt_fields") or {})
         unknown = set(fields) - set(SLOTS)
         if unknown:
             raise ValueError(f"llm_prompt_fields: unknown slot(s) {sorted(unknown)}; slots are {SLOTS}")
-        return cls(template=config_get(config, "llm_prompt_template", PAPER),
-                   category=config_get(config, "llm_prompt_category", "item"), fields=fields)
+        return cls(template=setting(config, "llm_prompt_template"),
+                   category=setting(config, "llm_prompt_category"), fields=fields)
 
     def signature(self) -> Dict:
         """What the manifest records: a change here means every prompt changes."""

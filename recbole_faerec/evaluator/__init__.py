@@ -1,7 +1,7 @@
 """Tail-aware evaluation inside RecBole's evaluator: head/tail and popularity-group metrics,
 coverage (paper eq. 15), and the collector that feeds them."""
 
-from recbole_faerec.evaluator.collector import TailCollector, install_tail_collector
+from recbole_faerec.evaluator.collector import TailCollector
 from recbole_faerec.evaluator.metrics import METRICS, register_metrics
 from recbole_faerec.evaluator.popularity import (
     EvaluationConfigError,
@@ -20,7 +20,6 @@ __all__ = [
     "attach_item_popularity",
     "check_evaluation_settings",
     "compute_item_popularity",
-    "install_tail_collector",
     "popularity_groups",
     "register_metrics",
 ]

@@ -78,9 +78,3 @@ class TailCollector(Collector):
         if TARGETS in rows:
             out["target"] = rows[TARGETS].numpy().astype(np.int64)
         return out
-
-
-def install_tail_collector(trainer) -> None:
-    """Give a RecBole trainer a :class:`TailCollector` (in place of its plain ``Collector``)."""
-    if not isinstance(trainer.eval_collector, TailCollector):
-        trainer.eval_collector = TailCollector(trainer.config)

@@ -29,7 +29,7 @@ import math
 import torch
 
 from recbole_faerec.evaluator.popularity import EvaluationConfigError
-from recbole_faerec.utils.utils import config_get
+from recbole_faerec.settings import setting
 
 KEY = "eval_exclude_history"
 SCORE_KEY = "eval_history_score"
@@ -37,16 +37,16 @@ SCORE_KEY = "eval_history_score"
 
 def history_score(config) -> float:
     """The score history items get (``eval_history_score``; ``-inf`` when unset)."""
-    value = config_get(config, SCORE_KEY)
+    value = setting(config, SCORE_KEY)
     return -math.inf if value is None else float(value)
 
 
 def check_history_settings(config) -> None:
     """The key only works for full ranking: anything else is an error, not a silent no-op."""
-    value = config_get(config, KEY, False)
+    value = setting(config, KEY)
     if not isinstance(value, bool):
         raise EvaluationConfigError(f"{KEY} must be True or False, got {value!r}")
-    score = config_get(config, SCORE_KEY)
+    score = setting(config, SCORE_KEY)
     if score is not None:
         try:
             score = float(score)
@@ -58,7 +58,7 @@ def check_history_settings(config) -> None:
             raise EvaluationConfigError(f"{SCORE_KEY} must be -inf or a finite number, got {score}")
     if not value:
         return
-    mode = ((config_get(config, "eval_args", {}) or {}).get("mode") or "full")
+    mode = ((setting(config, "eval_args") or {}).get("mode") or "full")
     modes = mode.values() if isinstance(mode, dict) else [mode]
     if any(m != "full" for m in modes):
         raise EvaluationConfigError(
@@ -102,7 +102,7 @@ def _with_history_exclusion(method):
     @functools.wraps(method)
     def wrapper(self, batched_data):
         interaction, scores, positive_u, positive_i = method(self, batched_data)
-        if config_get(self.config, KEY, False):
+        if setting(self.config, KEY):
             scores = exclude_history(scores, interaction.to(scores.device), self.model, self.config)
         return interaction, scores, positive_u, positive_i
 

@@ -17,65 +17,24 @@ calls it; a hand-written RecBole pipeline calls it after ``create_dataset``.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import List, Sequence
 
 import numpy as np
 
-from recbole_faerec.utils.utils import config_get
+from recbole_faerec.data.popularity import (  # noqa: F401  (re-exported: the evaluator's API)
+    ATTRIBUTE,
+    ItemPopularity,
+    attach_item_popularity,
+    compute_item_popularity,
+    train_popularity,
+)
+from recbole_faerec.settings import setting
 
-ATTRIBUTE = "faerec_item_popularity"
 SOURCES = ("all", "train")
-DEFAULT_HEAD_RATIO = 0.2
-DEFAULT_GROUPS = [1, 5, 10, 20, 50]
 
 
 class EvaluationConfigError(ValueError):
     """A tail-aware evaluation setting that cannot work (raised before training starts)."""
-
-
-@dataclass
-class ItemPopularity:
-    """Interactions per internal item id (index 0 is RecBole's padding id, count 0).
-
-    Attributes:
-        counts: ``int64[n_items]``, interactions per item id.
-        first_seen: ``int64[n_items]``, row of the item's first interaction in the loaded data
-            (the tie-breaker); padding and never-seen ids get the largest value.
-    """
-
-    counts: np.ndarray
-    first_seen: np.ndarray
-
-    @property
-    def n_items(self) -> int:
-        """Real items (without the padding id)."""
-        return len(self.counts) - 1
-
-    def ranking(self) -> np.ndarray:
-        """Real item ids from most to least popular, ties in order of first appearance."""
-        ids = np.arange(1, len(self.counts))
-        order = np.lexsort((self.first_seen[1:], -self.counts[1:]))
-        return ids[order]
-
-    def head_size(self, head_ratio: float) -> int:
-        return int(math.floor(head_ratio * self.n_items + 1e-9))
-
-    def head_mask(self, head_ratio: float) -> np.ndarray:
-        """``bool[n_items]``: True for head items (the padding id is neither head nor tail)."""
-        mask = np.zeros(len(self.counts), dtype=bool)
-        mask[self.ranking()[: self.head_size(head_ratio)]] = True
-        return mask
-
-    def tail_mask(self, head_ratio: float) -> np.ndarray:
-        mask = ~self.head_mask(head_ratio)
-        mask[0] = False
-        return mask
-
-    def with_counts(self, counts: np.ndarray) -> "ItemPopularity":
-        """The same tie-breaking order with other counts (e.g. training-split counts)."""
-        return ItemPopularity(np.asarray(counts, dtype=np.int64), self.first_seen)
 
 
 def popularity_groups(edges: Sequence[int]) -> List[str]:
@@ -91,12 +50,12 @@ def group_of(counts: np.ndarray, edges: Sequence[int]) -> np.ndarray:
 
 def head_ratio(config) -> float:
     """``head_ratio`` (default 0.2, paper §3)."""
-    return config_get(config, "head_ratio", DEFAULT_HEAD_RATIO)
+    return setting(config, "head_ratio")
 
 
 def group_edges(config) -> List[int]:
     """``popularity_groups``: lower bounds of the groups (default those of paper Fig. 4)."""
-    return config_get(config, "popularity_groups", DEFAULT_GROUPS)
+    return setting(config, "popularity_groups")
 
 
 def check_evaluation_settings(config) -> None:
@@ -106,7 +65,7 @@ def check_evaluation_settings(config) -> None:
         raise EvaluationConfigError(
             f"head_ratio must be a number strictly between 0 and 1 (the share of items that are "
             f"head items; the paper uses 0.2), got {ratio!r}")
-    source = config_get(config, "popularity_source", "all")
+    source = setting(config, "popularity_source")
     if source not in SOURCES:
         raise EvaluationConfigError(
             f"popularity_source must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -141,35 +100,10 @@ def check_against_data(popularity: ItemPopularity, config) -> None:
             f"{popularity.counts[1:].max()}); choose edges that split this dataset")
 
 
-def compute_item_popularity(dataset) -> ItemPopularity:
-    """Counts over every interaction of a RecBole dataset that has not been ``build()``-split yet."""
-    field = dataset.iid_field
-    column = dataset.inter_feat[field]
-    ids = column.to_numpy() if hasattr(column, "to_numpy") else column.numpy()
-    ids = np.asarray(ids, dtype=np.int64)
-    n_items = dataset.item_num
-    counts = np.bincount(ids, minlength=n_items).astype(np.int64)
-    counts[0] = 0
-    first_seen = np.full(n_items, len(ids), dtype=np.int64)
-    unique, first = np.unique(ids, return_index=True)
-    first_seen[unique] = first
-    first_seen[0] = len(ids) + 1
-    return ItemPopularity(counts, first_seen)
-
-
-def attach_item_popularity(dataset) -> ItemPopularity:
-    """Compute whole-data popularity on ``dataset`` (before ``data_preparation``) and keep it there."""
-    popularity = compute_item_popularity(dataset)
-    setattr(dataset, ATTRIBUTE, popularity)
-    return popularity
-
-
 def evaluation_popularity(train_dataset, config, logger=None) -> ItemPopularity:
     """The popularity the tail-aware metrics use, from the training split's dataset object."""
-    from recbole_faerec.model.popularity import train_popularity
-
     attached = getattr(train_dataset, ATTRIBUTE, None)
-    source = config_get(config, "popularity_source", "all")
+    source = setting(config, "popularity_source")
     if attached is None:
         if logger is not None:
             logger.warning(

@@ -15,8 +15,8 @@ class CosineCurriculum:
     ``fixed`` (item weight) and ``1 - fixed``.
     """
 
-    def __init__(self, w_min: float = 0.9, w_max: float = 1.0, period: float = 30,
-                 enabled: bool = True, fixed: float = 0.5):
+    def __init__(self, w_min: float, w_max: float, period: float, enabled: bool = True,
+                 fixed: float = 0.5):
         if not 0 <= w_min <= w_max <= 1:
             raise ValueError(f"curriculum needs 0 <= w_min <= w_max <= 1, got {w_min}, {w_max}")
         if period <= 0:

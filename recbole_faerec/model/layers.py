@@ -8,44 +8,24 @@ and answers both ways the backbones use it: called with ids (a lookup) and read 
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from recbole_faerec.model.kernels import Dropout, ItemTableCache
+
 FUSIONS = ("gate", "mean", "layernorm", "id")
 
 
-class Dropout(nn.Dropout):
-    """``nn.Dropout`` with a cheaper mask on the CPU, where the projector and the gate draw one
-    for every row of the item table at each training step.
-
-    PyTorch's CPU dropout draws one ``bernoulli_`` number per unit (about 10 ns each). Here every
-    64-bit random word gives four 16-bit uniform draws: a unit is kept when its draw is below
-    ``k = round((1 - p) * 65536)`` and then scaled by ``65536 / k``, so the output's expectation is
-    exactly the input and the keep rate is within 8e-6 of 1 - p. About 3-5x faster than
-    ``nn.Dropout`` on a 12,101 x 192 table; on other devices (and for p = 0 or rates that round to
-    nothing) this is ``nn.Dropout``.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kept = round((1.0 - self.p) * 65536)
-        if not self.training or x.device.type != "cpu" or not 0 < kept < 65536:
-            return super().forward(x)
-        n = x.numel()
-        words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2 ** 63), None)  # 64 random bits
-        draws = words.view(torch.int16)[:n].view(x.shape)  # uniform on [-32768, 32767]
-        mask = (draws < kept - 32768).to(x.dtype).mul_(65536 / kept)
-        return x * mask
 
 
 class LLMProjector(nn.Module):
     r"""Eq. (2): :math:`p_i = W_b\,\mathrm{Drop}(\mathrm{GELU}(W_a l_i + c_a)) + c_b`, a 2-layer MLP from
     the frozen LLM embedding (e.g. 1536-d) to the item embedding size."""
 
-    def __init__(self, llm_dim: int, out_dim: int, hidden: Optional[int] = None, dropout: float = 0.3):
+    def __init__(self, llm_dim: int, out_dim: int, hidden: Optional[int], dropout: float):
         super().__init__()
         hidden = hidden or max(out_dim, llm_dim // 2)
         self.net = nn.Sequential(nn.Linear(llm_dim, hidden), nn.GELU(), Dropout(dropout),
@@ -59,7 +39,7 @@ class DimensionGate(nn.Module):
     r"""Eq. (3): :math:`g_i = \sigma(W_2\,\mathrm{Drop}(\mathrm{GELU}(W_1 [e_i; p_i] + b_1)) + b_2)`, one
     weight in (0, 1) per dimension; :math:`b_2` starts at zero (g = 0.5 before training)."""
 
-    def __init__(self, dim: int, dropout: float = 0.1):
+    def __init__(self, dim: int, dropout: float):
         super().__init__()
         self.fc1 = nn.Linear(2 * dim, 2 * dim)
         self.drop = Dropout(dropout)
@@ -89,7 +69,7 @@ def fuse(e: torch.Tensor, p: torch.Tensor, how: str, gate: Optional[DimensionGat
     raise ValueError(f"unknown fusion '{how}', expected one of {FUSIONS}")
 
 
-class FusedItemEmbedding(nn.Module):
+class FusedItemEmbedding(ItemTableCache):
     """The item table a FAERec backbone sees: ID embeddings fused with projected LLM embeddings.
 
     * Called with a 2-D index (a sequence, ``[B, L]``): the input fusion (``input_fusion``, the
@@ -103,9 +83,9 @@ class FusedItemEmbedding(nn.Module):
     so checkpoints keep the backbone's keys) by the ``layernorm`` fusion.
 
     The frozen LLM table is a non-persistent buffer (never written into checkpoints). Rows of the ID
-    table beyond the LLM table (e.g. BERT4Rec's mask token) use the ID embedding alone. In
-    evaluation mode the fused tables are computed once and cached until the next ``train()``/
-    ``eval()`` switch or weight load, so full-sort prediction does not refuse them per batch.
+    table beyond the LLM table (e.g. BERT4Rec's mask token) use the ID embedding alone. How the
+    tables are cached and shared within a step is :class:`~recbole_faerec.model.kernels.ItemTableCache`'s
+    business; this class says what they hold.
     """
 
     def __init__(self, id_embedding: nn.Embedding, llm_table: torch.Tensor, projector: LLMProjector,
@@ -127,31 +107,25 @@ class FusedItemEmbedding(nn.Module):
         self.embedding_dim = id_embedding.embedding_dim
         self.num_embeddings = id_embedding.num_embeddings
         self.padding_idx = id_embedding.padding_idx
-        self._cache: Dict[str, torch.Tensor] = {}
-        self._step_tables = False
 
-    # ---- the two views of an item -------------------------------------------------------------
+    # ---- the two views of an item and their fusion (eq. 2-4) -----------------------------------
     def id_view(self, ids: torch.Tensor) -> torch.Tensor:
+        """:math:`e_i`, the ID embedding."""
         return self.id_embedding(ids)
 
     def llm_view(self, ids: torch.Tensor) -> torch.Tensor:
-        """Projected LLM embeddings :math:`P(L[ids])`; ids outside the LLM table get zeros."""
+        """Eq. (2): :math:`p_i = P(l_i)`, the projected LLM embedding; ids outside the LLM table
+        get zeros."""
         if self.num_embeddings <= self.n_llm:  # a static check: every item has an LLM row
             return self.projector(self.llm_table[ids])
         inside = ids < self.n_llm
         out = self.projector(self.llm_table[ids.clamp(max=self.n_llm - 1)])
         return torch.where(inside.unsqueeze(-1), out, torch.zeros_like(out))
 
-    def views(self, ids: torch.Tensor):
-        """``(id_view(ids), llm_view(ids))`` for the alignment losses. Within :meth:`shared_tables`,
-        the LLM view is read from the step's full-table projector pass (the same values, dropout
-        mask included) instead of a second projector pass."""
-        if self._sharing:
-            return self.id_view(ids), F.embedding(ids, self._all_llm_view())
-        return self.id_view(ids), self.llm_view(ids)
-
-    def _fused(self, ids: torch.Tensor, how: str, e: Optional[torch.Tensor] = None,
-               p: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def fused(self, ids: torch.Tensor, how: str, e: Optional[torch.Tensor] = None,
+              p: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The items ``ids`` fused ``how`` (:func:`fuse`); ``e``/``p`` are their views when known.
+        Rows beyond the LLM table keep the ID embedding, the padding row is zero."""
         e = self.id_view(ids) if e is None else e
         if how == "id":
             return e
@@ -162,52 +136,6 @@ class FusedItemEmbedding(nn.Module):
             fused = fused.masked_fill((ids == self.padding_idx).unsqueeze(-1), 0.0)
         return fused
 
-    @property
-    def _sharing(self) -> bool:
-        """Inside :meth:`shared_tables` while training: one projector pass per step."""
-        return self.training and self._step_tables
-
-    def _all_llm_view(self) -> torch.Tensor:
-        """``llm_view`` of every row: the LLM table itself projected (no gather), once per step
-        while :attr:`_sharing`."""
-        if self._sharing and "llm_view" in self._cache:
-            return self._cache["llm_view"]
-        if self.num_embeddings <= self.n_llm:
-            p = self.projector(self.llm_table[: self.num_embeddings])
-        else:
-            p = self.llm_view(torch.arange(self.num_embeddings, device=self.llm_table.device))
-        if self._sharing:
-            self._cache["llm_view"] = p
-        return p
-
-    def _full_table(self, how: str) -> torch.Tensor:
-        """Every item fused: the ID weight itself rather than a lookup of each of its rows (the
-        same values; the backward skips the scatter of a lookup)."""
-        ids = torch.arange(self.num_embeddings, device=self.llm_table.device)
-        p = None if how == "id" else self._all_llm_view()
-        return self._fused(ids, how, e=self.id_embedding.weight, p=p)
-
-    def _table(self, how: str) -> torch.Tensor:
-        if self.training and not self._step_tables:
-            return self._full_table(how)
-        if how not in self._cache:
-            with torch.no_grad() if not self.training else nullcontext():
-                self._cache[how] = self._full_table(how)
-        return self._cache[how]
-
-    @contextmanager
-    def shared_tables(self):
-        """Within one training step, fuse every item once and let the sequence input, the
-        full-table output (CE) and the alignment views share that pass, instead of projecting and
-        fusing again for each."""
-        self._step_tables = True
-        try:
-            yield
-        finally:
-            self._step_tables = False
-            if self.training:
-                self._cache.clear()
-
     # ---- what the backbone calls --------------------------------------------------------------
     @property
     def output_fusion(self) -> str:
@@ -215,25 +143,11 @@ class FusedItemEmbedding(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        return self._table(self.output_fusion)
+        """Every item, fused as scored items are (:attr:`output_fusion`)."""
+        return self.table(self.output_fusion)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        how = self.input_fusion if ids.dim() >= 2 else self.output_fusion
-        # F.embedding rather than table[ids]: same values, but its backward accumulates the rows'
-        # gradients about 2.5x faster on the CPU than indexing's index_put.
-        if not self.training or self._sharing:
-            return F.embedding(ids, self._table(how))
-        # Fuse each distinct item once (the projector and gate cost more than a lookup).
-        unique, inverse = torch.unique(ids, return_inverse=True)
-        return F.embedding(inverse, self._fused(unique, how))
-
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._cache.clear()
-        return super()._load_from_state_dict(*args, **kwargs)
+        return self.lookup(ids, self.input_fusion if ids.dim() >= 2 else self.output_fusion)
 
     def extra_repr(self) -> str:
         return (f"items={self.num_embeddings}, dim={self.embedding_dim}, llm_dim={self.llm_table.shape[1]}, "

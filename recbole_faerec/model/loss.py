@@ -8,43 +8,11 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
+
+from recbole_faerec.model.kernels import diagonal_cross_entropy
 
 
-class _DiagonalCrossEntropy(torch.autograd.Function):
-    r"""Mean cross-entropy of the rows of :math:`u v^\top` with the diagonal as the targets.
-
-    What ``F.cross_entropy(u @ v.t(), arange(N))`` computes, with one N x N buffer instead of four:
-    the softmax is formed in place of the logits and becomes the gradient in place. At N = 2048 that
-    saves three 16 MB tensors per step, whose fresh pages cost the CPU more than the arithmetic.
-    """
-
-    @staticmethod
-    def forward(ctx, u, v, exclude):
-        ctx.dtypes = u.dtype, v.dtype
-        with torch.autocast(u.device.type, enabled=False):  # float32 softmax, as cross_entropy's
-            u, v = u.float(), v.float()
-            logits = u @ v.t()
-            if exclude is not None:
-                logits.masked_fill_(exclude, float("-inf"))
-            target = logits.diagonal().clone()
-            top = logits.amax(1, keepdim=True)
-            probs = logits.sub_(top).exp_()
-            total = probs.sum(1, keepdim=True)
-            probs.div_(total)
-            ctx.save_for_backward(u, v, probs)
-            return (top.squeeze(1) + total.squeeze(1).log() - target).mean()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        u, v, probs = ctx.saved_tensors
-        probs.diagonal().sub_(1)  # d loss / d logits = (softmax - I) / N
-        probs.mul_(grad.float() / probs.shape[0])
-        return (probs @ v).to(ctx.dtypes[0]), (probs.t() @ u).to(ctx.dtypes[1]), None
-
-
-def item_alignment_loss(id_emb: torch.Tensor, llm_emb: torch.Tensor, tau: float = 0.05,
+def item_alignment_loss(id_emb: torch.Tensor, llm_emb: torch.Tensor, tau: float,
                         item_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
     r"""Eq. (5): InfoNCE from each item's ID embedding to its (projected) LLM embedding.
 
@@ -59,10 +27,10 @@ def item_alignment_loss(id_emb: torch.Tensor, llm_emb: torch.Tensor, tau: float 
     if item_ids is not None:
         exclude = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
         exclude.fill_diagonal_(False)
-    return _DiagonalCrossEntropy.apply(u, v, exclude)
+    return diagonal_cross_entropy(u, v, exclude)  # = F.cross_entropy(u @ v.t(), arange(N))
 
 
-def barlow_twins_loss(z_id: torch.Tensor, z_llm: torch.Tensor, lambd: float = 0.005,
+def barlow_twins_loss(z_id: torch.Tensor, z_llm: torch.Tensor, lambd: float,
                       eps: float = 1e-5) -> torch.Tensor:
     r"""Eq. (7)-(9) for one group of k > 1 items: standardise each view along the batch (unbiased
     std), :math:`C = Z^{u\top} Z^{v} / k`, :math:`L_{BT} = \sum_d (1 - C_{dd})^2 + \lambda \sum_{d \ne d'} C_{dd'}^2`.
@@ -78,7 +46,7 @@ def barlow_twins_loss(z_id: torch.Tensor, z_llm: torch.Tensor, lambd: float = 0.
     return on_diag + lambd * off_diag
 
 
-def feature_alignment_loss(id_emb: torch.Tensor, llm_emb: torch.Tensor, groups, lambd: float = 0.005):
+def feature_alignment_loss(id_emb: torch.Tensor, llm_emb: torch.Tensor, groups, lambd: float):
     r"""Eq. (10): :math:`L_{feat} = L_{BT}(\mathcal{H}) + L_{BT}(\mathcal{T})` over the index groups
     (e.g. above / below the batch's median popularity); a group with k <= 1 items is skipped."""
     total = id_emb.new_zeros(())

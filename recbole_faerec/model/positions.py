@@ -31,7 +31,7 @@ from logging import getLogger
 import numpy as np
 import torch
 
-from recbole_faerec.utils.utils import config_get
+from recbole_faerec.settings import setting
 
 KEY = "train_positions"
 VALUES = ("last", "all")
@@ -57,7 +57,7 @@ def positions_init(init):
     @functools.wraps(init)
     def wrapper(self, config, dataset, *args, **kwargs):
         init(self, config, dataset, *args, **kwargs)
-        value = config_get(config, KEY, "last")
+        value = setting(config, KEY)
         if value not in VALUES:
             raise TrainPositionsError(f"{KEY} '{value}' is unknown; expected one of {VALUES}")
         if value == "all" and not supports_all_positions(type(self)):
@@ -164,7 +164,7 @@ def _warn_if_prefix_rows(model, interaction) -> None:
 def one_row_per_user(train_data, config):
     """RecBole's training loader with only each user's longest prefix (its training sequence), for
     ``train_positions: all``; the loader itself when the setting is ``last``."""
-    if config_get(config, KEY, "last") != "all":
+    if setting(config, KEY) != "all":
         return train_data
     from recbole_faerec import compat
 

@@ -20,7 +20,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_faerec.config import Config
 from recbole_faerec.data.atomic import check_atomic_files
-from recbole_faerec.evaluator import attach_item_popularity, install_tail_collector
+from recbole_faerec.evaluator import attach_item_popularity
 from recbole_faerec.evaluator.metrics import uses_tail_metrics
 from recbole_faerec.evaluator.popularity import check_against_data
 from recbole_faerec.model.positions import one_row_per_user
@@ -136,7 +136,6 @@ def train_and_test(
             raise ResumeError(f"cannot resume: {config['model']}'s trainer {trainer_class.__name__} "
                               "has its own training loop")
         trainer = resumable(trainer_class)(config, model_obj)
-        install_tail_collector(trainer)
         timer = _EpochTimer(trainer)
         if checkpoint is not None:
             trainer.resume_checkpoint(checkpoint)

@@ -1,19 +1,20 @@
-"""RecBole's :class:`~recbole.trainer.Trainer` with the tail-aware evaluation collector.
+"""The trainer of the LLM-item methods (``FAERec_<Backbone>``, ...): RecBole's own
+:class:`~recbole.trainer.Trainer`.
 
-FAERec's curriculum (eq. 11) depends on the training epoch; ``import recbole_faerec`` makes every
-RecBole trainer, this one included, call ``model.set_epoch(epoch)`` before each training epoch
-(:mod:`recbole_faerec.compat` ``trainer_epoch``). The runner adds the last-epoch checkpoint and
-resume to it, as to any RecBole trainer (:mod:`recbole_faerec.trainer.resume`). Its evaluation
-collector is the :class:`~recbole_faerec.evaluator.TailCollector`, so the tail-aware metrics work
-with it.
+Nothing in it is specific: ``import recbole_faerec`` makes every RecBole trainer, this one included,
+call ``model.set_epoch(epoch)`` before each training epoch (FAERec's curriculum, eq. 11) and collect
+what the tail-aware metrics need (:mod:`recbole_faerec.compat`, ``trainer_epoch`` and
+``tail_metrics``). The runner adds the last-epoch checkpoint and resume to it, as to any RecBole
+trainer (:mod:`recbole_faerec.trainer.resume`). It is its own class so a method can say which
+trainer it wants (``trainer_class``) and a later one can grow without touching RecBole's.
 """
 
 from recbole.trainer import Trainer
 
-from recbole_faerec.evaluator import install_tail_collector
+
+class LLMItemTrainer(Trainer):
+    """RecBole's :class:`~recbole.trainer.Trainer` (see the module docstring)."""
 
 
-class FAERecTrainer(Trainer):
-    def __init__(self, config, model):
-        super().__init__(config, model)
-        install_tail_collector(self)
+#: the name it had when FAERec was the only method (``FAERec_<Backbone>`` models)
+FAERecTrainer = LLMItemTrainer

@@ -14,20 +14,7 @@ from typing import Dict, List, Tuple
 import recbole
 from recbole.utils import get_trainer as recbole_get_trainer
 
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _find_props_dir() -> str:
-    """The plugin's YAML defaults: ``recbole_faerec/props/`` inside an installed wheel (setup.py
-    maps the source tree's ``props/`` there), else ``props/`` beside the package in a source
-    checkout or an editable install."""
-    installed = os.path.join(PACKAGE_ROOT, "props")
-    if os.path.isfile(os.path.join(installed, "overall.yaml")):
-        return installed
-    return os.path.join(os.path.dirname(PACKAGE_ROOT), "props")
-
-
-PROPS_DIR = _find_props_dir()
+from recbole_faerec.settings import PROPS_DIR  # noqa: E402,F401  (re-exported)
 
 _PLUGIN_SUBMODULES = ["sequential_recommender"]
 _RECBOLE_SUBMODULES = [
@@ -37,16 +24,6 @@ _RECBOLE_SUBMODULES = [
     "knowledge_aware_recommender",
     "exlib_recommender",
 ]
-
-
-def config_get(config, key: str, default=None):
-    """``config[key]``, or ``default`` when it is missing or None: for RecBole ``Config`` objects
-    (which answer None for unknown keys) and plain dicts alike."""
-    try:
-        value = config[key]
-    except KeyError:
-        return default
-    return default if value is None else value
 
 
 class ModelNotFoundError(ValueError):
@@ -146,6 +123,10 @@ def get_model(model_name: str) -> type:
                 f"Unknown model '{model_name}': model names are case-sensitive, did you mean "
                 f"'{matches[0]}'?"
             )
+    from recbole_faerec.model.llm_item import UNWRAPPABLE  # filled as the families were made
+
+    if model_name in UNWRAPPABLE:
+        raise ModelNotFoundError(UNWRAPPABLE[model_name])
     close = suggest_model_names(model_name)
     hint = f" Close names: {', '.join(close)} (class names are case-sensitive)." if close else ""
     raise ModelNotFoundError(

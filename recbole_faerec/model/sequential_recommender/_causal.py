@@ -4,7 +4,7 @@ An item table ``item_embedding`` (``nn.Embedding``, padding id 0), an encoder th
 ``[B, L]`` item sequence to ``[B, L, H]`` outputs where position ``t`` depends only on positions
 ``<= t`` (:meth:`CausalSequentialRecommender.encode`), the output at each sequence's last item
 (``forward``), and RecBole's CE or BPR loss over the item table. Because the table is used exactly as
-SASRec uses it, ``faerec_model`` wraps these models like any RecBole backbone.
+SASRec uses it, ``method_family`` (:mod:`recbole_faerec.model.llm_item`) wraps these models like any RecBole backbone.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from torch import nn
 
 from recbole_faerec.model.loss import bce_capable
 from recbole_faerec.model.positions import all_positions_loss
-from recbole_faerec.utils.utils import config_get
 
 __all__ = []  # no model of its own
 
@@ -32,7 +31,7 @@ class CausalSequentialRecommender(SequentialRecommender):
         super().__init__(config, dataset)
         self.hidden_size = config["hidden_size"]
         self.loss_type = config["loss_type"]
-        self.initializer_range = config_get(config, "initializer_range", 0.02)
+        self.initializer_range = config["initializer_range"]
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         if self.loss_type == "BPR":
             self.loss_fct = BPRLoss()

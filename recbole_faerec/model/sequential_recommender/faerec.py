@@ -10,85 +10,28 @@ backbone's own ``__init__``, ``self.item_embedding`` (an ``nn.Embedding``) becom
 * the dimension-wise gate of eq. (3)-(4).
 
 The backbone's ``forward``, ``calculate_loss``, ``predict`` and ``full_sort_predict`` then run
-unchanged. :meth:`FAERecMixin.calculate_loss` adds the dual-level alignment: eq. (5) item level,
+unchanged. :meth:`FAERecMixin.auxiliary_losses` adds the dual-level alignment: eq. (5) item level,
 eq. (6)-(10) feature level per popularity group, weighted by the cosine curriculum of eq. (11):
 :math:`L = L_{rec} + \alpha (w_{item} L_{item} + w_{feat} L_{feat})` (eq. 12-14). Inference scores
 items with the equal-weight fusion :math:`(e_i + p_i)/2` (§4.3).
 
-A new backbone costs one line: ``FAERec_X = faerec_model(X)``.
+What every LLM-item method shares (the LLM table, PCA, checkpoints, the epoch, the family of
+``<Method>_<Backbone>`` classes) is :mod:`recbole_faerec.model.llm_item`'s.
 """
 
 from __future__ import annotations
 
-import logging
-from contextlib import nullcontext
 from typing import Dict
 
-import numpy as np
 import torch
-from recbole.model.sequential_recommender import (
-    BERT4Rec,
-    CORE,
-    FDSA,
-    GCSAN,
-    HRM,
-    NARM,
-    NPE,
-    SHAN,
-    SINE,
-    SRGNN,
-    STAMP,
-    Caser,
-    FEARec,
-    GRU4Rec,
-    GRU4RecF,
-    LightSANs,
-    NextItNet,
-    SASRec,
-    SASRecF,
-    TransRec,
-)
-from recbole.model.sequential_recommender.gru4reccpr import GRU4RecCPR
-from recbole.model.sequential_recommender.sasreccpr import SASRecCPR
 
-from recbole_faerec.embeddings import ensure_item_embeddings
-from recbole_faerec.model.sequential_recommender.fmlprec import FMLPRec
-from recbole_faerec.model.sequential_recommender.gmlp import gMLP
-from recbole_faerec.model.sequential_recommender.lrurec import LRURec
-from recbole_faerec.embeddings.store import EmbeddingFileError
+from recbole_faerec.data.popularity import PopularityGrouper, train_popularity
 from recbole_faerec.model.curriculum import CosineCurriculum
 from recbole_faerec.model.layers import FUSIONS, DimensionGate, FusedItemEmbedding, LLMProjector
-from recbole_faerec.model.loss import (
-    feature_alignment_loss,
-    item_alignment_loss,
-)
-from recbole_faerec.model.popularity import PopularityGrouper, train_popularity
-from recbole_faerec.utils.utils import config_get
+from recbole_faerec.model.llm_item import LLMItemMixin, method_family
+from recbole_faerec.model.loss import feature_alignment_loss, item_alignment_loss
 
 QUIRKS = ("train_id_scores", "align_duplicates", "pca_with_padding")
-
-
-def pca_init_(weight: torch.Tensor, llm: np.ndarray, seed: int, with_padding: bool = False) -> int:
-    """Overwrite the ID rows of real items (1..n-1) with PCA scores of their LLM embeddings (§4.1).
-
-    scikit-learn PCA, centred, no whitening or rescaling. ``with_padding`` reproduces the authors'
-    fit that includes two all-zero rows (reference notes §2). Returns the number of components set
-    (at most the LLM dimension and the item count); further columns keep the backbone's init.
-    """
-    from sklearn.decomposition import PCA
-
-    n, d = llm.shape[0], weight.shape[1]
-    real = llm[1:]
-    k = min(d, real.shape[1], real.shape[0] - 1)
-    if k < 1:
-        return 0
-    fit_on = np.vstack([np.zeros((1, real.shape[1])), real, np.zeros((1, real.shape[1]))]) \
-        if with_padding else real
-    pca = PCA(n_components=k, random_state=seed).fit(fit_on)
-    scores = torch.as_tensor(pca.transform(real), dtype=weight.dtype)
-    with torch.no_grad():
-        weight[1:n, :k] = scores
-    return k
 
 
 def _input_layernorm(model, dim: int):
@@ -101,13 +44,7 @@ def _input_layernorm(model, dim: int):
     return None
 
 
-def _fingerprint(table: torch.Tensor) -> torch.Tensor:
-    t = table.double()
-    return torch.stack([torch.tensor(float(t.shape[0]), dtype=torch.float64),
-                        torch.tensor(float(t.shape[1]), dtype=torch.float64), t.sum(), t.pow(2).sum()])
-
-
-class FAERecMixin:
+class FAERecMixin(LLMItemMixin):
     """What FAERec adds to any RecBole sequential backbone; see the module docstring.
 
     Config keys (defaults in ``props/model/FAERec.yaml``): ``align_weight`` (alpha, eq. 14),
@@ -121,41 +58,30 @@ class FAERecMixin:
     differs from the paper.
     """
 
-    #: plugin YAMLs shared by the family (props/model/FAERec.yaml; see Config)
-    plugin_config_models = ("FAERec",)
-    #: the model reads the dataset's cached item embeddings (created before DDP workers start)
-    needs_item_embeddings = True
-    #: names of the parts of the tuple calculate_loss returns (RecBole's log, compat loss_names)
+    method_name = "FAERec"
+    plugin_config_models = ("LLMItem", "FAERec")
     loss_names = ("rec", "align")
 
     def __init__(self, config, dataset):
-        loss_type = config["loss_type"]
-        # BCE (eq. 13) is built by the backbone's BPR branch (compat bce_loss, model.loss.bce_capable)
         super().__init__(config, dataset)
-        self.faerec_loss_type = loss_type
-        logger = logging.getLogger()
+        logger = self.logger
 
-        quirks = list(config_get(config, "reference_quirks", []))
+        quirks = list(config["reference_quirks"] or [])
         unknown = set(quirks) - set(QUIRKS)
         if unknown:
             raise ValueError(f"reference_quirks: unknown {sorted(unknown)}; known: {QUIRKS}")
         self.quirks = set(quirks)
 
         id_embedding = self.item_embedding
-        if not isinstance(id_embedding, torch.nn.Embedding):
-            raise TypeError(f"{type(self).__name__}: the backbone's item_embedding is not an nn.Embedding")
         dim = id_embedding.embedding_dim
-        llm = ensure_item_embeddings(dataset, config, logger)
-        if config_get(config, "pca_init", True):
-            k = pca_init_(id_embedding.weight.data, llm, config["seed"],
-                          with_padding="pca_with_padding" in self.quirks)
-            logger.info(f"FAERec: ID embeddings initialised by PCA-{k} of the LLM table {llm.shape}")
-        llm_table = torch.as_tensor(llm)
+        if config["pca_init"]:
+            self.pca_init_id_table(config, with_padding="pca_with_padding" in self.quirks)
+        llm_table = torch.as_tensor(self.llm_table_np)
 
-        use_gate = config_get(config, "use_gate", True)
-        projector = LLMProjector(llm_table.shape[1], dim, config_get(config, "projector_hidden"),
-                                 config_get(config, "projector_dropout", 0.3))
-        gate = DimensionGate(dim, config_get(config, "gate_dropout", 0.1)) if use_gate else None
+        use_gate = config["use_gate"]
+        projector = LLMProjector(llm_table.shape[1], dim, config["projector_hidden"],
+                                 config["projector_dropout"])
+        gate = DimensionGate(dim, config["gate_dropout"]) if use_gate else None
         # w/o AGF (paper Table 3): the gate replaced by equal weights, or (fusion_without_gate:
         # id) no fusion at all, the ID table alone wherever the gate fused
         without_gate = config["fusion_without_gate"]
@@ -183,49 +109,35 @@ class FAERecMixin:
             logger.warning(
                 f"{type(self).__name__}: 'layernorm' scoring (the authors' LN(E + P(L))) uses the "
                 f"backbone's model-level LayerNorm (SASRec's, over item + position embeddings); "
-                f"{type(self).__mro__[2].__name__} has none, so items are scored with a layer "
+                f"{self.backbone_class.__name__} has none, so items are scored with a layer "
                 f"normalisation without learned scale and shift")
         self.item_embedding = FusedItemEmbedding(id_embedding, llm_table, projector, gate,
                                                  input_fusion, train_fusion, eval_fusion,
                                                  norm)
-        self.register_buffer("llm_fingerprint", _fingerprint(llm_table))
 
-        self.align_weight = float(config_get(config, "align_weight", 0.2))
-        self.item_tau = float(config_get(config, "item_tau", 0.05))
-        self.bt_lambda = float(config_get(config, "bt_lambda", 0.005))
-        self.item_align = bool(config_get(config, "item_align", True))
-        self.feature_align = bool(config_get(config, "feature_align", True))
-        self.pop_group = bool(config_get(config, "pop_group", True))
-        self.align_max_items = int(config_get(config, "align_max_items", 2048))
+        self.align_weight = float(config["align_weight"])
+        self.item_tau = float(config["item_tau"])
+        self.bt_lambda = float(config["bt_lambda"])
+        self.item_align = bool(config["item_align"])
+        self.feature_align = bool(config["feature_align"])
+        self.pop_group = bool(config["pop_group"])
+        self.align_max_items = int(config["align_max_items"])
         self.curriculum = CosineCurriculum(
-            w_min=float(config_get(config, "w_min", 0.9)), w_max=float(config_get(config, "w_max", 1.0)),
-            period=float(config_get(config, "period", 30)),
-            enabled=bool(config_get(config, "curriculum", True)),
-            fixed=float(config_get(config, "curriculum_fixed_item_weight", 0.5)))
+            w_min=float(config["w_min"]), w_max=float(config["w_max"]),
+            period=float(config["period"]),
+            enabled=bool(config["curriculum"]),
+            fixed=float(config["curriculum_fixed_item_weight"]))
         self.grouper = PopularityGrouper(train_popularity(dataset))
-        self.current_epoch = 0
-        self._epoch_set = False  # set_epoch() called at least once (else one warning, see below)
 
     # ---- training ---------------------------------------------------------------------------
-    def set_epoch(self, epoch: int) -> None:
-        """The 0-based training epoch of the curriculum (eq. 11). Every RecBole trainer calls it
-        before each training epoch once ``recbole_faerec`` is imported (compat ``trainer_epoch``);
-        a hand-written training loop must call it itself."""
-        self.current_epoch = int(epoch)
-        self._epoch_set = True
-
-    def _warn_epoch_never_set(self) -> None:
-        """Once per model: trained, but nobody ever told it the epoch (a hand-written loop)."""
-        self._epoch_set = True
+    def epoch_warning(self):
+        """The curriculum (eq. 11) needs the epoch; without it, it stays at epoch 0."""
         curriculum = self.curriculum
         if not curriculum.enabled or curriculum.w_min == curriculum.w_max:
-            return  # the weights do not depend on the epoch
+            return None  # the weights do not depend on the epoch
         w_item, w_feat = curriculum.weights(self.current_epoch)
-        logging.getLogger().warning(
-            f"{type(self).__name__} is trained without its epoch ever being set: the alignment "
-            f"curriculum (eq. 11) stays at epoch {self.current_epoch} (w_item={w_item:g}, "
-            f"w_feat={w_feat:g}) for the whole run. Call model.set_epoch(epoch) before each "
-            "training epoch, or train with a RecBole trainer after 'import recbole_faerec'.")
+        return (f"the alignment curriculum (eq. 11) stays at epoch {self.current_epoch} "
+                f"(w_item={w_item:g}, w_feat={w_feat:g}) for the whole run")
 
     def alignment_items(self, interaction) -> torch.Tensor:
         """The batch's items for alignment: sequence items, targets and sampled negatives (with
@@ -235,20 +147,10 @@ class FAERecMixin:
         quirk every occurrence, as the authors' code does. At most ``align_max_items`` (a random
         subset), which bounds the N x N similarity matrix of eq. (5).
         """
-        parts = [interaction[self.ITEM_SEQ].flatten(), interaction[self.POS_ITEM_ID].flatten()]
-        negatives = getattr(self, "position_negatives", None)  # train_positions: all, BPR/BCE
-        if negatives is not None:
-            parts.append(negatives)
-        elif self.NEG_ITEM_ID in interaction.interaction:
-            parts.append(interaction[self.NEG_ITEM_ID].flatten())
-        items = torch.cat(parts)
-        if "align_duplicates" in self.quirks:
-            items = items[(items > 0) & (items < self.item_embedding.n_llm)]
-        else:  # distinct items, ascending (as torch.unique), by marking them: no sort
-            seen = torch.zeros(self.item_embedding.num_embeddings, dtype=torch.bool, device=items.device)
-            seen[items] = True
-            seen[0] = False
-            items = torch.nonzero(seen[: self.item_embedding.n_llm]).flatten()
+        items = self.batch_items(interaction)
+        if "align_duplicates" not in self.quirks:
+            return self.distinct_items(items, self.align_max_items)
+        items = items[(items > 0) & (items < self.item_embedding.n_llm)]
         if items.numel() > self.align_max_items:
             items = items[torch.randperm(items.numel(), device=items.device)[: self.align_max_items]]
         return items
@@ -272,87 +174,31 @@ class FAERecMixin:
             out["feature"] = w_feat * feature_alignment_loss(e, p, groups, self.bt_lambda)
         return out
 
-    def calculate_loss(self, interaction):
-        """Eq. (14): the backbone's recommendation loss + alpha * alignment (eq. 12).
+    def step_context(self):
+        """CE fuses the full table anyway: the input lookups and the alignment views share that
+        pass (:meth:`~recbole_faerec.model.kernels.ItemTableCache.shared_tables`)."""
+        if self.llm_loss_type == "CE":
+            return self.item_embedding.shared_tables()
+        return super().step_context()
 
-        Returns ``(rec_loss, alignment_loss)``, named by :attr:`loss_names` in RecBole's log.
-        """
-        if self.training and not getattr(self, "_epoch_set", False):
-            self._warn_epoch_never_set()
-        # CE fuses the full table anyway: the input lookups and the alignment views share that pass
-        shared = self.item_embedding.shared_tables() if self.faerec_loss_type == "CE" else nullcontext()
-        with shared:
-            rec_loss = super().calculate_loss(interaction)
-            losses = self.alignment_losses(self.alignment_items(interaction))
-        if not losses or self.align_weight == 0:
-            return rec_loss
-        return rec_loss, self.align_weight * sum(losses.values())
+    def auxiliary_losses(self, interaction) -> Dict[str, torch.Tensor]:
+        """Eq. (14)'s second term: alpha * (w_item L_item + w_feat L_feat) (eq. 12)."""
+        if self.align_weight == 0:
+            return {}
+        losses = self.alignment_losses(self.alignment_items(interaction))
+        if not losses:
+            return {}
+        return {"align": self.align_weight * sum(losses.values())}
 
     # ---- analysis -----------------------------------------------------------------------------
-    @torch.no_grad()
-    def item_embedding_views(self, items: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def item_views(self, items: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The ID view :math:`e_i` and the projected LLM view :math:`p_i` (eq. 2) of ``items``,
         in the hidden space both are aligned in (what paper Figure 5 plots with t-SNE)."""
         fused = self.item_embedding
-        items = items.to(fused.llm_table.device)
-        return {"ID": fused.id_view(items).cpu(), "LLM": fused.llm_view(items).cpu()}
-
-    # ---- checkpoints ------------------------------------------------------------------------
-    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
-        """Refuse a checkpoint trained with other item embeddings than the cached ones."""
-        saved = state_dict.get("llm_fingerprint")
-        if saved is not None and not torch.allclose(saved.double().cpu(),
-                                                    self.llm_fingerprint.double().cpu(), rtol=1e-6):
-            n, d = int(saved[0]), int(saved[1])
-            raise EmbeddingFileError(
-                f"{type(self).__name__}: this checkpoint was trained with other item LLM embeddings "
-                f"({n} x {d}, checksum {float(saved[2]):.6g}) than the cached ones "
-                f"({int(self.llm_fingerprint[0])} x {int(self.llm_fingerprint[1])}, checksum "
-                f"{float(self.llm_fingerprint[2]):.6g}); restore the embeddings it was trained with"
-            )
-        return super().load_state_dict(state_dict, strict=strict, **kwargs)
+        return {"ID": fused.id_view(items), "LLM": fused.llm_view(items)}
 
 
-def faerec_model(backbone: type) -> type:
-    """``FAERec_<Backbone>``: ``backbone`` with FAERec's fused item table and alignment losses."""
-    from recbole_faerec.trainer import FAERecTrainer
+FAMILY = method_family(FAERecMixin, __name__)
+globals().update(FAMILY)
 
-    name = f"FAERec_{backbone.__name__}"
-    cls = type(name, (FAERecMixin, backbone), {
-        "__module__": __name__,
-        "__qualname__": name,
-        "__doc__": f"FAERec on RecBole's {backbone.__name__} (see :class:`FAERecMixin`).",
-        "recbole_config_models": (backbone.__name__,),
-        "trainer_class": FAERecTrainer,
-    })
-    return cls
-
-
-FAERec_SASRec = faerec_model(SASRec)
-FAERec_GRU4Rec = faerec_model(GRU4Rec)
-FAERec_NARM = faerec_model(NARM)
-FAERec_LightSANs = faerec_model(LightSANs)
-FAERec_BERT4Rec = faerec_model(BERT4Rec)
-FAERec_Caser = faerec_model(Caser)
-FAERec_NextItNet = faerec_model(NextItNet)
-FAERec_STAMP = faerec_model(STAMP)
-FAERec_CORE = faerec_model(CORE)
-FAERec_FEARec = faerec_model(FEARec)
-FAERec_SRGNN = faerec_model(SRGNN)
-FAERec_GCSAN = faerec_model(GCSAN)
-FAERec_FDSA = faerec_model(FDSA)
-FAERec_GRU4RecF = faerec_model(GRU4RecF)
-FAERec_SASRecF = faerec_model(SASRecF)
-FAERec_GRU4RecCPR = faerec_model(GRU4RecCPR)
-FAERec_SASRecCPR = faerec_model(SASRecCPR)
-FAERec_SHAN = faerec_model(SHAN)
-FAERec_HRM = faerec_model(HRM)
-FAERec_NPE = faerec_model(NPE)
-FAERec_TransRec = faerec_model(TransRec)
-FAERec_SINE = faerec_model(SINE)
-# the paper's backbones that RecBole lacks (this plugin's own)
-FAERec_FMLPRec = faerec_model(FMLPRec)
-FAERec_LRURec = faerec_model(LRURec)
-FAERec_gMLP = faerec_model(gMLP)
-
-__all__ = [name for name in dir() if name.startswith("FAERec_")]
+__all__ = list(FAMILY)

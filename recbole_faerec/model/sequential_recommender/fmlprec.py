@@ -25,7 +25,6 @@ from recbole.model.layers import FeedForward
 from torch import nn
 
 from recbole_faerec.model.sequential_recommender._causal import CausalSequentialRecommender
-from recbole_faerec.utils.utils import config_get
 
 __all__ = ["FMLPRec"]
 
@@ -65,8 +64,8 @@ class FMLPRec(CausalSequentialRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         dropout = config["hidden_dropout_prob"]
-        eps = config_get(config, "layer_norm_eps", 1e-12)
-        inner = config_get(config, "inner_size", 4 * self.hidden_size)
+        eps = config["layer_norm_eps"]
+        inner = config["inner_size"]
         self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
         self.layer_norm = nn.LayerNorm(self.hidden_size, eps=eps)
         self.dropout = nn.Dropout(dropout)

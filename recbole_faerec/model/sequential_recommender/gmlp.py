@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from recbole_faerec.model.sequential_recommender._causal import CausalSequentialRecommender
-from recbole_faerec.utils.utils import config_get
 
 __all__ = ["gMLP"]
 
@@ -68,8 +67,8 @@ class gMLP(CausalSequentialRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         dropout = config["hidden_dropout_prob"]
-        eps = config_get(config, "layer_norm_eps", 1e-12)
-        inner = config_get(config, "inner_size", 4 * self.hidden_size)
+        eps = config["layer_norm_eps"]
+        inner = config["inner_size"]
         if inner % 2:
             raise ValueError(f"gMLP: inner_size must be even (it is split in two halves), got {inner}")
         self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)

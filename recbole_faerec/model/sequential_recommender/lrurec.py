@@ -25,7 +25,6 @@ from recbole.model.layers import FeedForward
 from torch import nn
 
 from recbole_faerec.model.sequential_recommender._causal import CausalSequentialRecommender
-from recbole_faerec.utils.utils import config_get
 
 __all__ = ["LRURec"]
 
@@ -102,13 +101,13 @@ class LRURec(CausalSequentialRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         dropout = config["dropout_prob"]
-        eps = config_get(config, "layer_norm_eps", 1e-12)
-        inner = config_get(config, "inner_size", 4 * self.hidden_size)
+        eps = config["layer_norm_eps"]
+        inner = config["inner_size"]
         self.embedding_dropout = nn.Dropout(dropout)
         self.layer_norm = nn.LayerNorm(self.hidden_size, eps=eps)
         self.lru_layers = nn.ModuleList(
-            LRULayer(self.hidden_size, dropout, config_get(config, "r_min", 0.8),
-                     config_get(config, "r_max", 0.99), eps)
+            LRULayer(self.hidden_size, dropout, config["r_min"],
+                     config["r_max"], eps)
             for _ in range(config["n_layers"]))
         self.feed_forwards = nn.ModuleList(
             FeedForward(self.hidden_size, inner, dropout, "gelu", eps) for _ in range(config["n_layers"]))
