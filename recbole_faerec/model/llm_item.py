@@ -37,6 +37,7 @@ import torch
 from recbole_faerec.embeddings import ensure_item_embeddings
 from recbole_faerec.embeddings.store import EmbeddingFileError
 from recbole_faerec.model.backbones import backbones
+from recbole_faerec.model.positions import position_targets
 
 
 class MethodBackboneError(ValueError):
@@ -88,6 +89,9 @@ class LLMItemMixin:
     loss_names = ("rec", "aux")
     #: the RecBole backbone the method wraps (set by :func:`method_model`)
     backbone_class: type = object
+    #: keep the backbone's per-position output of the last forward in ``sequence_states``
+    keep_states = False
+    sequence_states: Optional[torch.Tensor] = None
 
     def __init__(self, config, dataset):
         # BCE (eq. 13) is built by the backbone's BPR branch (compat bce_loss, model.loss.bce_capable)
@@ -148,13 +152,35 @@ class LLMItemMixin:
             parts.append(interaction[self.ITEM_SEQ].flatten())
         if targets:
             parts.append(interaction[self.POS_ITEM_ID].flatten())
-        if negatives:
-            position_negatives = getattr(self, "position_negatives", None)  # train_positions: all
-            if position_negatives is not None:
-                parts.append(position_negatives)
-            elif self.NEG_ITEM_ID in interaction.interaction:
-                parts.append(interaction[self.NEG_ITEM_ID].flatten())
+        if negatives and self.batch_negatives(interaction) is not None:
+            parts.append(self.batch_negatives(interaction))
         return torch.cat(parts)
+
+    def batch_targets(self, interaction) -> torch.Tensor:
+        """The items the batch's rows are scored against: each row's target, or with
+        ``train_positions: all`` the target of every position."""
+        if getattr(self, "train_positions", "last") == "all":
+            mask, targets = position_targets(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN],
+                                             interaction[self.POS_ITEM_ID])
+            return targets[mask]
+        return interaction[self.POS_ITEM_ID].flatten()
+
+    def batch_negatives(self, interaction) -> Optional[torch.Tensor]:
+        """The step's sampled negatives (BPR/BCE; with ``train_positions: all`` one per position),
+        or None (CE)."""
+        position_negatives = getattr(self, "position_negatives", None)
+        if position_negatives is not None:
+            return position_negatives
+        if self.NEG_ITEM_ID in interaction.interaction:
+            return interaction[self.NEG_ITEM_ID].flatten()
+        return None
+
+    def gather_indexes(self, output, gather_index):
+        """The backbone's own, keeping its per-position ``output`` in :attr:`sequence_states`
+        while :attr:`keep_states` is set (methods that read the states of every position)."""
+        if self.keep_states:
+            self.sequence_states = output
+        return super().gather_indexes(output, gather_index)
 
     def distinct_items(self, items: torch.Tensor, limit: Optional[int] = None) -> torch.Tensor:
         """The distinct real items among ``items`` (ascending, padding and rows beyond the LLM table

@@ -110,6 +110,8 @@ def _every_position(model, calculate_loss, interaction):
             output = forward(seq, seq_len)
         finally:
             del model.gather_indexes
+        if getattr(model, "keep_states", False):  # methods that read every position's state
+            model.sequence_states = output
         if output.dim() != 3 or output.shape[:2] != seq.shape:
             raise TrainPositionsError(f"{type(model).__name__}.forward gave {tuple(output.shape)}, "
                                       f"not one output per position {tuple(seq.shape)}")

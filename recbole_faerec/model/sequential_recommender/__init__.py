@@ -1,12 +1,19 @@
 """The plugin's sequential models, importable by name like RecBole's own::
 
-    from recbole_faerec.model.sequential_recommender import FAERec_SASRec, FMLPRec
+    from recbole_faerec.model.sequential_recommender import FAERec_SASRec, LLMInit_GRU4Rec, FMLPRec
+
+One file per method; each makes ``<Method>_<Backbone>`` for every backbone of
+:mod:`recbole_faerec.model.backbones` (:func:`recbole_faerec.model.llm_item.method_family`).
 """
 
 from recbole_faerec.model.sequential_recommender.fmlprec import FMLPRec
 from recbole_faerec.model.sequential_recommender.gmlp import gMLP
 from recbole_faerec.model.sequential_recommender.lrurec import LRURec
 from recbole_faerec.model.sequential_recommender import faerec as _faerec
+from recbole_faerec.model.sequential_recommender import llminit as _llminit
+from recbole_faerec.model.sequential_recommender import rlmrec as _rlmrec
 from recbole_faerec.model.sequential_recommender.faerec import *  # noqa: F401,F403  FAERec_<Backbone>
+from recbole_faerec.model.sequential_recommender.llminit import *  # noqa: F401,F403  LLMInit_<Backbone>
+from recbole_faerec.model.sequential_recommender.rlmrec import *  # noqa: F401,F403  RLMRecCon_/RLMRecGen_
 
-__all__ = ["FMLPRec", "LRURec", "gMLP", *_faerec.__all__]
+__all__ = ["FMLPRec", "LRURec", "gMLP", *_faerec.__all__, *_llminit.__all__, *_rlmrec.__all__]
