@@ -152,8 +152,9 @@ class LLMItemMixin:
             parts.append(interaction[self.ITEM_SEQ].flatten())
         if targets:
             parts.append(interaction[self.POS_ITEM_ID].flatten())
-        if negatives and self.batch_negatives(interaction) is not None:
-            parts.append(self.batch_negatives(interaction))
+        sampled = self.batch_negatives(interaction) if negatives else None
+        if sampled is not None:
+            parts.append(sampled)
         return torch.cat(parts)
 
     def batch_targets(self, interaction) -> torch.Tensor:
@@ -195,8 +196,9 @@ class LLMItemMixin:
             items = items[torch.randperm(items.numel(), device=items.device)[:limit]]
         return items
 
-    def step_context(self):
-        """A context the backbone's loss and :meth:`auxiliary_losses` share within one step."""
+    def step_context(self, interaction):
+        """A context the backbone's loss and :meth:`auxiliary_losses` share within the step of
+        ``interaction``."""
         return nullcontext()
 
     def auxiliary_losses(self, interaction) -> Dict[str, torch.Tensor]:
@@ -211,7 +213,7 @@ class LLMItemMixin:
         """
         if self.training and not self._epoch_set:
             self._warn_epoch_never_set()
-        with self.step_context():
+        with self.step_context(interaction):
             rec_loss = super().calculate_loss(interaction)
             losses = self.auxiliary_losses(interaction)
         if not losses:

@@ -174,12 +174,12 @@ class FAERecMixin(LLMItemMixin):
             out["feature"] = w_feat * feature_alignment_loss(e, p, groups, self.bt_lambda)
         return out
 
-    def step_context(self):
+    def step_context(self, interaction):
         """CE fuses the full table anyway: the input lookups and the alignment views share that
         pass (:meth:`~recbole_faerec.model.kernels.ItemTableCache.shared_tables`)."""
         if self.llm_loss_type == "CE":
             return self.item_embedding.shared_tables()
-        return super().step_context()
+        return super().step_context(interaction)
 
     def auxiliary_losses(self, interaction) -> Dict[str, torch.Tensor]:
         """Eq. (14)'s second term: alpha * (w_item L_item + w_feat L_feat) (eq. 12)."""

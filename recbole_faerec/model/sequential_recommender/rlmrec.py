@@ -33,6 +33,7 @@ per position: SASRec, GRU4Rec, FMLPRec, LRURec, gMLP).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Dict
 
 import torch
@@ -162,7 +163,6 @@ class RLMRecGenMixin(_RLMRecMixin):
         self.item_embedding = MaskedItemInput(self.item_embedding)
         self.generator = mapping_mlp(self.item_embedding.embedding_dim, self.llm_table.shape[1])
         self._drawn = None
-        self._interaction = None
 
     def _draw(self, interaction) -> torch.Tensor:
         """A fraction ``gen_mask_ratio`` of the batch's distinct input items (each with that
@@ -171,33 +171,23 @@ class RLMRecGenMixin(_RLMRecMixin):
         keep = torch.rand(items.shape, device=items.device) < self.mask_ratio
         return items[keep]
 
-    def step_context(self):
-        import contextlib
-
-        @contextlib.contextmanager
-        def masked_step():
-            table = self.item_embedding
-            self._drawn = None
-            if self.training and self.mask_ratio > 0 and self.gen_weight > 0:
-                drawn = self._draw(self._interaction)
-                mask = torch.zeros(table.num_embeddings, dtype=torch.bool, device=drawn.device)
-                mask[drawn] = True
-                table.masked, self._drawn = mask, drawn
-                self.keep_states = self.context == "sequence"
-            try:
-                yield
-            finally:
-                table.masked = None
-                self.keep_states = False
-
-        return masked_step()
-
-    def calculate_loss(self, interaction):
-        self._interaction = interaction
+    @contextmanager
+    def step_context(self, interaction):
+        """While training: mask the drawn items' input positions for the whole step, and keep the
+        backbone's per-position states (sequence context)."""
+        table = self.item_embedding
+        self._drawn = None
+        if self.training and self.mask_ratio > 0 and self.gen_weight > 0:
+            drawn = self._draw(interaction)
+            mask = torch.zeros(table.num_embeddings, dtype=torch.bool, device=drawn.device)
+            mask[drawn] = True
+            table.masked, self._drawn = mask, drawn
+            self.keep_states = self.context == "sequence"
         try:
-            return super().calculate_loss(interaction)
+            yield
         finally:
-            self._interaction = None
+            table.masked = None
+            self.keep_states = False
             self.sequence_states = None
 
     def auxiliary_losses(self, interaction) -> Dict[str, torch.Tensor]:
