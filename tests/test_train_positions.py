@@ -71,17 +71,16 @@ def test_every_position_loss_equals_the_prefix_losses(model_name, cache):
     assert len(prefixes) > len(seq)  # more targets than rows
 
 
-def test_bce_scores_one_uniform_negative_per_position():
+def test_bce_scores_one_negative_per_position():
     config, model, train = build("SASRec", train_positions="all", loss_type="BCE")
     model.eval()
     batch = next(iter(train))
-    torch.manual_seed(7)
     loss = model.calculate_loss(batch)
     from recbole_faerec.model.positions import position_targets
 
     mask, targets = position_targets(batch["item_id_list"], batch["item_length"], batch["item_id"])
-    torch.manual_seed(7)  # the loss draws the negatives first
-    neg = torch.randint(1, model.n_items, (int(mask.sum()),))
+    neg = model.position_negatives  # the step's negatives, one per position
+    assert neg.shape == (int(mask.sum()),)
     with torch.no_grad():
         model.gather_indexes = lambda output, index: output
         out = model.forward(batch["item_id_list"], batch["item_length"])[mask]
@@ -90,6 +89,26 @@ def test_bce_scores_one_uniform_negative_per_position():
         pos, negs = (out * table[targets[mask]]).sum(-1), (out * table[neg]).sum(-1)
         expected = (-torch.log(torch.sigmoid(pos)) - torch.log(1 - torch.sigmoid(negs))).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_negatives_are_outside_their_row_and_cover_the_rest():
+    """ml-100k users hold up to 50 of 1,682 items: a uniform draw over all items hits the row's own
+    items about 3 % of the time, hundreds of times over one batch."""
+    from recbole_faerec.model.positions import position_targets, sample_negatives
+
+    _, model, train = build("SASRec", train_positions="all", loss_type="BCE")
+    batch = next(iter(train))
+    seq, length = batch["item_id_list"], batch["item_length"]
+    mask, targets = position_targets(seq, length, batch["item_id"])
+    torch.manual_seed(0)
+    draws = torch.stack([sample_negatives(seq, targets, mask, model.n_items) for _ in range(20)])
+    rows = torch.arange(len(seq)).unsqueeze(1).expand_as(mask)[mask]
+    for r in range(len(seq)):
+        own = set(seq[r, : length[r]].tolist()) | {int(batch["item_id"][r])}
+        drawn = set(draws[:, rows == r].flatten().tolist())
+        assert not drawn & own, f"row {r} drew its own items {sorted(drawn & own)[:5]}"
+        assert min(drawn) >= 1 and max(drawn) < model.n_items
+    assert len(set(draws.flatten().tolist())) > 0.9 * (model.n_items - 1)  # the rest, all of it
 
 
 def test_a_non_causal_model_refuses_every_position(tmp_path):

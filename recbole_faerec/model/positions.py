@@ -15,8 +15,11 @@ With ``train_positions: all``:
 * :func:`all_positions_loss` wraps a causal backbone's ``calculate_loss``: the backbone's own
   ``forward`` gives every position's output (its final ``gather_indexes`` is skipped), position
   ``t`` is scored against item ``t + 1`` (the last against the row's target), and the backbone's
-  own loss (CE over all items, or BPR/BCE with one negative per position, drawn uniformly from all
-  items) runs on those pairs, unchanged.
+  own loss (CE over all items, or BPR/BCE with one negative per position) runs on those pairs,
+  unchanged. The negatives are drawn by :func:`sample_negatives`: uniformly from the items that are
+  not in the row's sequence, as RecBole's own sampler draws them for prefix rows (it excludes the
+  user's training items) and as the authors' code does (it also excludes the user's validation and
+  test items, which a training step here never sees).
 
 Only backbones whose output at position ``t`` depends on positions ``<= t`` qualify (else a
 position would see its own target): RecBole's SASRec and GRU4Rec and the plugin's FMLPRec, LRURec
@@ -118,9 +121,8 @@ def _every_position(model, calculate_loss, interaction):
         return output[mask]
 
     flat = {model.POS_ITEM_ID: targets[mask]}
-    if model.NEG_ITEM_ID in interaction.interaction:  # BPR/BCE: one uniform negative per position
-        flat[model.NEG_ITEM_ID] = torch.randint(1, model.n_items, flat[model.POS_ITEM_ID].shape,
-                                                device=item_seq.device)
+    if model.NEG_ITEM_ID in interaction.interaction:  # BPR/BCE: one negative per position
+        flat[model.NEG_ITEM_ID] = sample_negatives(item_seq, targets, mask, model.n_items)
     # the step's negatives, for methods that use them beyond the loss (FAERec aligns them)
     model.position_negatives = flat.get(model.NEG_ITEM_ID)
     per_position = _Positions(interaction, flat)
@@ -129,6 +131,24 @@ def _every_position(model, calculate_loss, interaction):
         return calculate_loss(model, per_position)
     finally:
         del model.forward
+
+
+def sample_negatives(item_seq: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                     n_items: int, max_rounds: int = 100) -> torch.Tensor:
+    """One negative for each position of ``mask`` (flattened as ``targets[mask]``): an item id drawn
+    uniformly from ``1 .. n_items - 1`` that is neither in its row's input sequence nor among its
+    row's targets. Draws that hit the row are drawn again (a few rounds: the row's items are a
+    small share of the catalogue); a row that holds every item cannot get a negative (an error)."""
+    rows = torch.arange(item_seq.shape[0], device=item_seq.device).unsqueeze(1).expand_as(mask)[mask]
+    row_items = torch.cat([item_seq, targets * mask], dim=1)  # padding 0 is never drawn
+    negatives = torch.randint(1, n_items, rows.shape, device=item_seq.device)
+    for _ in range(max_rounds):
+        hit = (row_items[rows] == negatives.unsqueeze(1)).any(dim=1)
+        if not hit.any():
+            return negatives
+        negatives[hit] = torch.randint(1, n_items, (int(hit.sum()),), device=item_seq.device)
+    raise TrainPositionsError(f"no negative found outside the sequence of {int(hit.sum())} "
+                              f"position(s) after {max_rounds} draws ({n_items - 1} items)")
 
 
 class _Positions:
@@ -186,4 +206,4 @@ def one_row_per_user(train_data, config):
 
 
 __all__ = ["KEY", "TrainPositionsError", "all_positions_loss", "one_row_per_user",
-           "position_targets", "positions_init", "supports_all_positions"]
+           "position_targets", "positions_init", "sample_negatives", "supports_all_positions"]
