@@ -41,7 +41,9 @@ name                     what breaks without it
                          (RUCAIBox/RecBole#2191).
 ``trainer_epoch``        ``Trainer._train_epoch`` never tells the model its epoch: a model whose
                          loss depends on it (FAERec's curriculum, eq. 11, via ``set_epoch``) stays
-                         at epoch 0 for the whole run under every RecBole trainer.
+                         at epoch 0 for the whole run under every RecBole trainer. It also starts
+                         validation at ``eval_start_epoch`` (RecBole validates from epoch 0;
+                         :mod:`recbole_faerec.trainer.schedule`).
 ``loss_names``           a loss returned as a tuple is logged as ``train_loss1``, ``train_loss2``;
                          with it, a model's ``loss_names`` (FAERec: ``rec``, ``align``) are used.
 ``load_data_and_model``  ``recbole.quick_start.load_data_and_model`` fails on every checkpoint
@@ -421,13 +423,18 @@ def _fix_collector_cpu() -> None:
 # --------------------------------------------------------------------------------------------
 def _with_model_epoch(method: Callable) -> Callable:
     """Wrap ``Trainer._train_epoch`` so it calls ``model.set_epoch(epoch_idx)`` first (models that
-    have one), for :class:`recbole.trainer.Trainer` and every subclass that calls it."""
+    have one) and holds validation back before ``eval_start_epoch``
+    (:func:`recbole_faerec.trainer.schedule.hold_validation`), for :class:`recbole.trainer.Trainer`
+    and every subclass that calls it."""
+
+    from recbole_faerec.trainer.schedule import hold_validation
 
     @functools.wraps(method)
     def wrapper(self, train_data, epoch_idx, *args, **kwargs):
         set_epoch = getattr(self.model, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(epoch_idx)
+        hold_validation(self, epoch_idx)
         return method(self, train_data, epoch_idx, *args, **kwargs)
 
     wrapper._recbole_faerec_compat = True

@@ -16,7 +16,7 @@ PAPER = {"loss_type": "BCE", "MAX_ITEM_LIST_LENGTH": 50, "hidden_size": 128, "em
 REFERENCE = {"loss_type": "BCE", "MAX_ITEM_LIST_LENGTH": 50, "hidden_size": 128, "inner_size": 512,
              "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.4, "attn_dropout_prob": 0.4,
              "learning_rate": 0.001, "weight_decay": 0.0, "valid_metric": "NDCG@20",
-             "train_positions": "all", "train_batch_size": 256,
+             "eval_start_epoch": 61, "train_positions": "all", "train_batch_size": 256,
              "stopping_step": 10, "eval_exclude_history": True, "eval_history_score": 0,
              "head_ratio": 0.2, "popularity_source": "all", "align_weight": 0.2, "item_tau": 0.05,
              "bt_lambda": 0.005, "inference_fusion": "layernorm", "train_score_fusion": "id",
@@ -56,7 +56,8 @@ def test_reference_preset_builds_the_authors_model(tmp_path, monkeypatch, cache)
     from recbole_faerec.quick_start import load_dataset
     from recbole_faerec.utils import get_model
 
-    tiny = {**TINY_SASREC, "embedding_size": 8, "llm_emb_provider": "tfidf", "llm_emb_dimensions": 32}
+    tiny = {**TINY_SASREC, "embedding_size": 8, "llm_emb_provider": "tfidf", "llm_emb_dimensions": 32,
+            "eval_start_epoch": 0}
     for name in ("SASRec", "FAERec_SASRec"):
         config = config_for(name, "reference", tmp_path, monkeypatch, **tiny)
         _, train, _, _ = load_dataset(config)

@@ -62,10 +62,12 @@ def test_python_api_returns_plain_results_and_checkpoint(tmp_path, monkeypatch):
     result = run_recbole_faerec(model="SASRec", dataset="ml-100k",
                                 config_dict={**TINY_SASREC, "state": "WARNING"})
     assert set(result) == {"best_valid_score", "valid_score_bigger", "best_valid_result",
-                           "test_result", "model_file", "train_seconds", "valid_scores", "model"}
+                           "test_result", "model_file", "train_seconds", "valid_scores",
+                           "valid_epochs", "model"}
     assert result["model"] == "SASRec"  # the name, which RecBole's HyperTuning reads
     assert len(result["train_seconds"]) == 1 and result["train_seconds"][0] > 0
     assert result["valid_scores"] == [pytest.approx(result["best_valid_score"])]
+    assert result["valid_epochs"] == [0]
     assert all(type(v) is float for v in result["test_result"].values())
     assert result["valid_score_bigger"] is True
     assert result["best_valid_score"] == pytest.approx(result["best_valid_result"]["ndcg@10"])

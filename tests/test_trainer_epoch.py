@@ -120,3 +120,47 @@ def test_hand_written_loop_warns_once_and_set_epoch_silences_it(data, info_logs)
     again.set_epoch(0)
     again.calculate_loss(batch)
     assert NEVER_SET not in info_logs.text
+
+
+def test_validation_starts_at_eval_start_epoch(data, info_logs):
+    """RecBole's own trainer validates from the first epoch; with ``eval_start_epoch: 2`` epochs 0
+    and 1 train unvalidated (the authors' ``star_test``), then every epoch is validated."""
+    from recbole.trainer import Trainer
+
+    config, model, train, valid = build(data, 4)
+    config["eval_start_epoch"] = 2
+    try:
+        trainer = Trainer(config, model)
+        info_logs.clear()
+        trainer.fit(train, valid, saved=False, show_progress=False)
+    finally:
+        config["eval_start_epoch"] = 0
+    log = ANSI.sub("", info_logs.text)
+    trained = [int(e) for e in re.findall(r"epoch (\d) training", log)]
+    validated = [int(e) for e in re.findall(r"epoch (\d) evaluating", log)]
+    assert trained == [0, 1, 2, 3] and validated == [2, 3], log[-2000:]
+    assert trainer.eval_step == 1  # the configured step, back from epoch 2 on
+
+
+@pytest.mark.parametrize("start, message", [(4, "eval_start_epoch 4 >= epochs 4"),
+                                            (-1, "must be a non-negative integer")])
+def test_eval_start_epoch_that_cannot_work_is_an_error(start, message):
+    from recbole_faerec.evaluator import EvaluationConfigError
+    from recbole_faerec.quick_start import build_config
+
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        with pytest.raises(EvaluationConfigError, match=message):
+            build_config("SASRec", "ml-100k", config_dict={**TINY_SASREC, "epochs": 4,
+                                                          "eval_start_epoch": start})
+    finally:
+        sys.argv = argv
+
+
+def test_best_epoch_counts_the_unvalidated_epochs():
+    from recbole_faerec.quick_start.compare import _best_epoch
+
+    assert _best_epoch([0.1, 0.3, 0.2], [2, 3, 4]) == 3  # validated from epoch 2 on
+    assert _best_epoch([0.1, 0.3, 0.2], None) == 1  # RecBole's every epoch
+    assert _best_epoch([], []) is None

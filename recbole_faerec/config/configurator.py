@@ -281,6 +281,9 @@ class Config(RecBoleConfig):
         from recbole_faerec.evaluator.history import check_history_settings
 
         check_history_settings(self)
+        from recbole_faerec.trainer.schedule import check_eval_start
+
+        check_eval_start(self)
 
 
 def _source_file(cls) -> Optional[str]:

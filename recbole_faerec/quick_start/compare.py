@@ -209,7 +209,7 @@ def _run_one(name, dataset, config_file_list, config_dict, saved, info) -> Dict[
         "test": result["test_result"],
         "best_valid": result["best_valid_result"],
         "epochs": len(train),
-        "best_epoch": int(np.argmax(valid)) if valid else None,
+        "best_epoch": _best_epoch(valid, result.get("valid_epochs")),
         "train_s_per_epoch": float(np.mean(train)) if train else None,
         "valid_curve": valid,
         "wall_s": time.time() - start,
@@ -304,6 +304,16 @@ def _metrics(config_dict, config_file_list, model, dataset) -> List[str]:
         return configured
     lower = {m.lower() for m in configured}
     return configured + [m for m in ALL_TAIL_METRICS if m.lower() not in lower]
+
+
+def _best_epoch(valid: List[float], epochs: Optional[List[int]]) -> Optional[int]:
+    """The training epoch (from 0) of the best validation score: the position of the best score,
+    mapped through the validated epochs where validation did not run after every epoch
+    (``eval_start_epoch``, ``eval_step``)."""
+    if not valid:
+        return None
+    best = int(np.argmax(valid))
+    return int(epochs[best]) if epochs and len(epochs) == len(valid) else best
 
 
 def _protocol(config, train_data, test_data) -> Dict[str, Any]:

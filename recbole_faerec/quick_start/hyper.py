@@ -255,8 +255,11 @@ def _rows(trials, param_names):
         best_epoch = ""
         if scores:
             pick = max if trial["valid_score_bigger"] else min
-            # RecBole validates after every eval_step-th epoch; 1-based
-            best_epoch = (scores.index(pick(scores)) + 1) * trial.get("eval_step", 1)
+            index = scores.index(pick(scores))
+            epochs = trial.get("valid_epochs") or []
+            # 1-based; without the validated epochs, RecBole's every eval_step-th epoch
+            best_epoch = (epochs[index] + 1 if len(epochs) == len(scores)
+                          else (index + 1) * trial.get("eval_step", 1))
         rows.append([trial["trial"], *[trial["params"].get(n, "") for n in param_names],
                      trial["best_valid_score"],
                      *[trial["best_valid_result"].get(k, "") for k in valid_keys],

@@ -86,7 +86,8 @@ def run_recbole_faerec(
     Returns:
         ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
         ``model_file`` (the checkpoint path, when ``saved``), ``train_seconds`` (per epoch),
-        ``valid_scores`` (per evaluated epoch) and ``model`` (the model's name).
+        ``valid_scores`` (per evaluated epoch), ``valid_epochs`` (the training epoch, from 0, each
+        of them follows) and ``model`` (the model's name).
     """
     result = train_and_test(model, dataset, config_file_list, config_dict, saved, resume=resume)
     result.pop("model")
@@ -167,6 +168,7 @@ def train_and_test(
             "model_file": trainer.saved_model_file if saved else None,
             "train_seconds": timer.train_seconds,
             "valid_scores": timer.valid_scores,
+            "valid_epochs": timer.valid_epochs,
             "local_rank": config["local_rank"],
             "model": trainer.model,
             "config": config,
@@ -190,6 +192,7 @@ class _EpochTimer:
     def __init__(self, trainer):
         self.train_seconds: List[float] = []
         self.valid_scores: List[float] = []
+        self.valid_epochs: List[int] = []  # the training epoch (from 0) each score follows
         train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
 
         def timed_train_epoch(*args, **kwargs):
@@ -202,12 +205,14 @@ class _EpochTimer:
         def recorded_valid_epoch(*args, **kwargs):
             score, result = valid_epoch(*args, **kwargs)
             self.valid_scores.append(float(score))
+            self.valid_epochs.append(len(self.train_seconds) - 1)  # the epoch just trained
             return score, result
 
         trainer._train_epoch = timed_train_epoch
         trainer._valid_epoch = recorded_valid_epoch
         # kept in the last-epoch checkpoint, so a resumed run reports every epoch
-        trainer.run_history = {"train_seconds": self.train_seconds, "valid_scores": self.valid_scores}
+        trainer.run_history = {"train_seconds": self.train_seconds, "valid_scores": self.valid_scores,
+                               "valid_epochs": self.valid_epochs}
 
 
 def run(
