@@ -5,7 +5,7 @@ items, an ID view and an LLM view, and read every position's state. A backbone's
 takes item ids: it looks them up in ``self.item_embedding``, adds its own position embedding,
 normalisation and dropout where it has them, runs its encoder and keeps the state at each sequence's
 last item (``gather_indexes``). :func:`encode` runs that same ``forward``, unchanged, with two
-substitutions for the one call:
+substitutions for the one call (the backbone's ``forward``, even where a method overrides it):
 
 * the item table's lookup of the sequence returns the given ``[B, L, d]`` embeddings instead;
 * ``gather_indexes`` returns every position (:func:`encode`) or is the backbone's own
@@ -112,10 +112,17 @@ def _given_inputs(model, item_seq: torch.Tensor, embeddings: torch.Tensor, every
             del model.get_attention_mask
 
 
+def _backbone_forward(model):
+    """The backbone's own ``forward`` bound to ``model`` (a method may override ``forward``)."""
+    name = encoder_name(type(model))
+    cls = next(base for base in type(model).__mro__ if base.__name__ == name)
+    return cls.forward.__get__(model)
+
+
 def _forward(model, item_seq, item_seq_len):
     if encoder_name(type(model)) == "BERT4Rec":  # forward(item_seq): every position already
-        return model.forward(item_seq)
-    return model.forward(item_seq, item_seq_len)
+        return _backbone_forward(model)(item_seq)
+    return _backbone_forward(model)(item_seq, item_seq_len)
 
 
 def encode(model, item_seq: torch.Tensor, item_seq_len: torch.Tensor, embeddings: torch.Tensor,
@@ -141,7 +148,7 @@ def encode_last(model, item_seq: torch.Tensor, item_seq_len: torch.Tensor, embed
         states = encode(model, item_seq, item_seq_len, embeddings, causal)
         return model.gather_indexes(states, item_seq_len - 1)
     with _given_inputs(model, item_seq, embeddings, False, causal):
-        return model.forward(item_seq, item_seq_len)
+        return _forward(model, item_seq, item_seq_len)
 
 
 __all__ = ["ENCODERS", "EncoderError", "cannot_encode", "encode", "encode_last", "encoder_name",

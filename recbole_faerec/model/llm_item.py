@@ -205,8 +205,13 @@ class LLMItemMixin:
         """The method's weighted terms added to the backbone's loss (empty: none this step)."""
         return {}
 
+    def recommendation_loss(self, interaction) -> torch.Tensor:
+        """The recommendation loss: the backbone's own (its ``calculate_loss``). A method that
+        scores items with representations of its own (LLM-ESR's two views) overrides it."""
+        return super().calculate_loss(interaction)
+
     def calculate_loss(self, interaction):
-        """The backbone's recommendation loss, plus the sum of :meth:`auxiliary_losses`.
+        """:meth:`recommendation_loss` (the backbone's), plus the sum of :meth:`auxiliary_losses`.
 
         Returns ``(rec_loss, auxiliary)``, named by :attr:`loss_names` in RecBole's log, or the
         recommendation loss alone when the method adds nothing this step.
@@ -214,7 +219,7 @@ class LLMItemMixin:
         if self.training and not self._epoch_set:
             self._warn_epoch_never_set()
         with self.step_context(interaction):
-            rec_loss = super().calculate_loss(interaction)
+            rec_loss = self.recommendation_loss(interaction)
             losses = self.auxiliary_losses(interaction)
         if not losses:
             return rec_loss

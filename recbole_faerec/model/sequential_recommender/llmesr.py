@@ -1,0 +1,289 @@
+r"""LLM-ESR (Liu et al., NeurIPS 2024) on a RecBole sequential backbone: ``LLMESR_<Backbone>``.
+
+A dual-view method (FAERec Table 2's strongest tail-item baseline; ``shared/docs/baselines-notes.md``
+§4, read from the authors' ``models/DualLLMSRS.py`` and ``models/LLMESR.py``). Every item has two
+embeddings: an LLM view from the frozen LLM table ``L`` through a linear adapter, and an ID view
+``E`` initialised from the PCA of ``L`` and trained:
+
+.. math::
+
+    a_i = W_2 W_1 L_i \quad (\text{no activation}), \qquad E \leftarrow \mathrm{PCA}_d(L)
+
+    x^{id}_t = \mathrm{Drop}(\sqrt{d}\, E_{s_t} + P_t), \qquad x^{llm}_t = \mathrm{Drop}(\sqrt{d}\, a_{s_t} + P_t)
+
+with one position table ``P`` and one dropout for both views. Each view is re-expressed by attending
+over the other (multi-head cross-attention, queries from one view, keys and values from the other;
+the inputs are replaced, not added to):
+
+.. math:: \tilde x^{id} = \mathrm{MCA}(x^{llm}, x^{id}), \qquad \tilde x^{llm} = \mathrm{MCA}(x^{id}, x^{llm})
+
+and **one** sequence encoder, the backbone's, runs on each
+(:func:`recbole_faerec.model.encoder.encode`: the backbone's own ``forward`` with the given
+embeddings in place of its item lookup, so it also adds its own position embedding and
+normalisation). User and item are the two views side by side, scored by their inner product:
+
+.. math:: u_t = [\mathrm{enc}(\tilde x^{id})_t ; \mathrm{enc}(\tilde x^{llm})_t], \qquad r_i = [E_i ; a_i], \qquad \hat y_{t,i} = u_t^\top r_i
+
+trained with the configured ``loss_type`` (CE over all items, or the original's BCE with one
+negative per position) on the last position, or on every position with ``train_positions: all``.
+
+**Retrieval-augmented self-distillation.** Each user has ``K`` most similar other users (cosine of
+user embeddings); the mean of their last-position representations, computed by the same model in
+training mode without gradient, is the teacher of the user's own:
+
+.. math:: L = L_{rec} + \alpha \, \lVert u_{last} - \tfrac{1}{K} \textstyle\sum_{v \in N_K(u)} \mathrm{sg}(u^{v}_{last}) \rVert^2 / (2d)
+
+(MSE over the ``2d`` dimensions). A neighbour's sequence is its training sequence without its last
+item (its longest training row). User embeddings (``llmesr_user_embedding``): ``item_mean`` is the
+normalised mean of the LLM embeddings of the user's training items (the notes' cheaper stand-in for
+the original's embedded user prompt; a documented deviation until users join the embedding cache).
+
+**Causality.** The original's encoder and cross-attention see the whole sequence (its SASRec's
+causal mask is commented out), so under every-position training position ``t`` sees its own target.
+``llmesr_causal: True`` (default) masks the cross-attention causally and needs a causal backbone;
+``False`` reproduces the original (bidirectional cross-attention, SASRec without its causal mask)
+and warns when every position is trained.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from recbole_faerec.model.encoder import cannot_encode, encode, encode_last, encoder_name
+from recbole_faerec.model.llm_item import LLMItemMixin, method_family
+from recbole_faerec.model.positions import position_targets, sample_negatives
+
+USER_EMBEDDINGS = ("item_mean",)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of ``x`` (queries) over ``y`` (keys and values), LLM-ESR's ``MCA``:
+    bias-free ``d x d`` query, key and value maps, an output ``Linear`` with bias, scores divided by
+    the square root of the head size. ``key_padding``: ``[B, L]`` True where the key is padding;
+    ``causal``: query ``t`` attends to keys ``<= t`` only."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"cross-attention: hidden size {d} is not a multiple of {heads} heads")
+        self.heads, self.head_size = heads, d // heads
+        self.query = nn.Linear(d, d, bias=False)
+        self.key = nn.Linear(d, d, bias=False)
+        self.value = nn.Linear(d, d, bias=False)
+        self.out = nn.Linear(d, d)
+        self.dropout = nn.Dropout(dropout)
+
+    def _split(self, x):
+        b, n, _ = x.shape
+        return x.view(b, n, self.heads, self.head_size).transpose(1, 2)  # [B, h, L, d/h]
+
+    def forward(self, x, y, key_padding: torch.Tensor, causal: bool) -> torch.Tensor:
+        q, k, v = self._split(self.query(x)), self._split(self.key(y)), self._split(self.value(y))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # [B, h, L, L]
+        blocked = key_padding[:, None, None, :]
+        if causal:
+            n = x.shape[1]
+            later = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)
+            blocked = blocked | later
+        scores = scores.masked_fill(blocked, float("-inf"))
+        # a query whose every key is blocked (padding rows) attends to nothing: zeros, not NaN
+        weights = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)
+        context = (self.dropout(weights) @ v).transpose(1, 2).reshape(x.shape)
+        return self.out(context)
+
+
+class LLMESRMixin(LLMItemMixin):
+    """LLM-ESR's two views, cross-attention, shared encoder and self-distillation (see the module).
+
+    Config keys (``props/model/LLMESR.yaml``): ``llmesr_causal``, ``llmesr_heads``,
+    ``llmesr_input_dropout``, ``llmesr_distill_weight`` (alpha), ``llmesr_neighbours`` (K),
+    ``llmesr_user_embedding``.
+    """
+
+    method_name = "LLMESR"
+    plugin_config_models = ("LLMItem", "LLMESR")
+    loss_names = ("rec", "distill")
+
+    @classmethod
+    def cannot_wrap(cls, backbone: type) -> Optional[str]:
+        if encoder_name(backbone) == "BERT4Rec":
+            return ("BERT4Rec trains by masked-item prediction over a table with a mask token; "
+                    "LLM-ESR trains next-item prediction over its two item views")
+        return cannot_encode(backbone)
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.causal = bool(config["llmesr_causal"])
+        reason = cannot_encode(type(self), True if self.causal else None)
+        if reason:
+            raise ValueError(f"{type(self).__name__} with llmesr_causal True: {reason} (set "
+                             f"llmesr_causal: False for the original's bidirectional model)")
+        if not self.causal and self.train_positions == "all":
+            self.logger.warning(f"{type(self).__name__}: llmesr_causal False with train_positions "
+                                f"all: every position sees its own target, as in the original code")
+        d = self.item_embedding.embedding_dim
+        llm = torch.as_tensor(self.llm_table_np, dtype=torch.float32)
+        self.register_buffer("llm_table", llm, persistent=False)  # frozen (the original's --freeze)
+        half = llm.shape[1] // 2
+        self.adapter = nn.Sequential(nn.Linear(llm.shape[1], half), nn.Linear(half, d))
+        for layer in self.adapter:
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.view_position = nn.Embedding(self.max_seq_length + 1, d, padding_idx=0)
+        self.input_dropout = nn.Dropout(config["llmesr_input_dropout"])
+        self.id_from_llm = CrossAttention(d, config["llmesr_heads"], config["llmesr_input_dropout"])
+        self.llm_from_id = CrossAttention(d, config["llmesr_heads"], config["llmesr_input_dropout"])
+        self.pca_init_id_table(config)
+        self.distill_weight = float(config["llmesr_distill_weight"])
+        self.neighbour_count = int(config["llmesr_neighbours"])
+        if config["llmesr_user_embedding"] not in USER_EMBEDDINGS:
+            raise ValueError(f"llmesr_user_embedding '{config['llmesr_user_embedding']}' is "
+                             f"unknown; expected one of {USER_EMBEDDINGS}")
+        seq, length = self._training_sequences(dataset)
+        self.register_buffer("user_seq", seq, persistent=False)
+        self.register_buffer("user_seq_len", length, persistent=False)
+        neighbours = self._neighbours(seq, length) if self.distill_weight > 0 else None
+        self.register_buffer("neighbours", neighbours, persistent=False)
+        self._step: Dict[str, torch.Tensor] = {}
+
+    # ---- the data ----------------------------------------------------------------------------
+    def _training_sequences(self, dataset):
+        """Each user's longest training row: its input sequence (its training items but the last)."""
+        feat = dataset.inter_feat
+        users = feat[self.USER_ID].numpy()
+        lengths = feat[self.ITEM_SEQ_LEN].numpy()
+        order = np.lexsort((-lengths, users))
+        first = order[np.unique(users[order], return_index=True)[1]]
+        n_users = dataset.num(self.USER_ID)
+        seq = torch.zeros(n_users, self.max_seq_length, dtype=torch.long)
+        length = torch.zeros(n_users, dtype=torch.long)
+        seq[users[first]] = feat[self.ITEM_SEQ][first]
+        length[users[first]] = feat[self.ITEM_SEQ_LEN][first]
+        return seq, length
+
+    @torch.no_grad()
+    def _neighbours(self, seq, length) -> torch.Tensor:
+        """The ``K`` most similar other users of each user (cosine of user embeddings), ``[U, K]``;
+        users without training data get none (-1)."""
+        llm = torch.as_tensor(self.llm_table_np, dtype=torch.float32)
+        items = torch.cat([seq, torch.zeros(len(seq), 1, dtype=torch.long)], dim=1)
+        mask = (items > 0).float()
+        users = (llm[items] * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        users = F.normalize(users, dim=-1)
+        has = length > 0
+        k = min(self.neighbour_count, int(has.sum()) - 1)
+        neighbours = torch.full((len(seq), max(k, 0)), -1, dtype=torch.long)
+        if k < 1:
+            return neighbours
+        for start in range(0, len(seq), 4096):  # U x U in blocks: 22k users would be 2 GB at once
+            block = users[start:start + 4096] @ users.T
+            block[:, ~has] = float("-inf")
+            rows = torch.arange(start, min(start + 4096, len(seq)))
+            block[rows - start, rows] = float("-inf")  # not oneself
+            neighbours[start:start + 4096] = block.topk(k, dim=1).indices
+        neighbours[~has] = -1
+        return neighbours
+
+    # ---- the two views -----------------------------------------------------------------------
+    def llm_view(self, items: torch.Tensor) -> torch.Tensor:
+        """The adapted LLM embedding ``a_i`` of ``items``."""
+        return self.adapter(self.llm_table[items])
+
+    def item_representations(self, items: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``r_i = [E_i ; a_i]`` of ``items`` (all items when None), ``[.., 2d]``."""
+        if items is None:
+            return torch.cat([self.item_embedding.weight, self.adapter(self.llm_table)], dim=-1)
+        return torch.cat([self.item_embedding(items), self.llm_view(items)], dim=-1)
+
+    def _inputs(self, item_seq):
+        d = self.item_embedding.embedding_dim
+        positions = torch.arange(1, item_seq.shape[1] + 1, device=item_seq.device).unsqueeze(0)
+        positions = positions * (item_seq > 0)
+        pos = self.view_position(positions)
+        x_id = self.input_dropout(math.sqrt(d) * self.item_embedding.weight[item_seq] + pos)
+        x_llm = self.input_dropout(math.sqrt(d) * self.llm_view(item_seq) + pos)
+        padding = item_seq == 0
+        return (self.id_from_llm(x_llm, x_id, padding, self.causal),
+                self.llm_from_id(x_id, x_llm, padding, self.causal))
+
+    def dual_states(self, item_seq, item_seq_len, every_position: bool) -> torch.Tensor:
+        """``u``: ``[B, L, 2d]`` (every position) or ``[B, 2d]`` (each sequence's last item)."""
+        run = encode if every_position else encode_last
+        causal = None if self.causal else False
+        ids, llms = self._inputs(item_seq)
+        return torch.cat([run(self, item_seq, item_seq_len, ids, causal),
+                          run(self, item_seq, item_seq_len, llms, causal)], dim=-1)
+
+    # ---- training ----------------------------------------------------------------------------
+    def recommendation_loss(self, interaction) -> torch.Tensor:
+        """The configured loss of ``u_t^T r_i``, on the last position or every position."""
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        if self.train_positions == "all":
+            states = self.dual_states(item_seq, item_seq_len, True)
+            mask, every = position_targets(item_seq, item_seq_len, interaction[self.POS_ITEM_ID])
+            last = states[torch.arange(len(item_seq)), item_seq_len - 1]
+            states, targets = states[mask], every[mask]
+            negatives = (sample_negatives(item_seq, every, mask, self.n_items)
+                         if self.llm_loss_type != "CE" else None)
+            self.position_negatives = negatives
+        else:
+            states = last = self.dual_states(item_seq, item_seq_len, False)
+            targets = interaction[self.POS_ITEM_ID]
+            negatives = interaction[self.NEG_ITEM_ID] if self.llm_loss_type != "CE" else None
+        self._step["student"] = last
+        if self.llm_loss_type == "CE":
+            return F.cross_entropy(states @ self.item_representations().T, targets)
+        pos = (states * self.item_representations(targets)).sum(-1)
+        neg = (states * self.item_representations(negatives)).sum(-1)
+        if self.llm_loss_type == "BPR":
+            return -F.logsigmoid(pos - neg).mean()
+        return -(F.logsigmoid(pos) + F.logsigmoid(-neg)).mean()  # BCE, one negative (the original)
+
+    def auxiliary_losses(self, interaction) -> Dict[str, torch.Tensor]:
+        """``alpha * MSE(student, teacher)``: the teacher is the mean last-position representation
+        of the user's ``K`` neighbours (same model, training mode, no gradient)."""
+        student = self._step.pop("student", None)
+        if self.distill_weight <= 0 or student is None or self.neighbours.shape[1] == 0:
+            return {}
+        neighbours = self.neighbours[interaction[self.USER_ID]]  # [B, K]
+        valid = neighbours >= 0
+        if not valid.any():
+            return {}
+        # each distinct neighbour once (the original runs all B * K, each with its own dropout draw)
+        distinct, where = torch.unique(neighbours[valid], return_inverse=True)
+        with torch.no_grad():
+            teachers = self.dual_states(self.user_seq[distinct], self.user_seq_len[distinct], False)
+            summed = torch.zeros(*neighbours.shape, teachers.shape[-1], device=teachers.device)
+            summed[valid] = teachers[where]
+            teacher = summed.sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
+        rows = valid.any(1)
+        return {"distill": self.distill_weight * F.mse_loss(student[rows], teacher[rows])}
+
+    # ---- scoring -----------------------------------------------------------------------------
+    def forward(self, item_seq, item_seq_len):
+        """``u`` at each sequence's last item, ``[B, 2d]``."""
+        return self.dual_states(item_seq, item_seq_len, False)
+
+    def predict(self, interaction):
+        user = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (user * self.item_representations(interaction[self.ITEM_ID])).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        user = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return user @ self.item_representations().T
+
+    def item_views(self, items: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The ID view ``E_i`` and the adapted LLM view ``a_i``."""
+        return {"ID": self.item_embedding.weight[items], "LLM": self.llm_view(items)}
+
+
+FAMILY = method_family(LLMESRMixin, __name__)
+globals().update(FAMILY)
+
+__all__ = list(FAMILY)

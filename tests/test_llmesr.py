@@ -1,0 +1,117 @@
+"""LLM-ESR (recbole_faerec/model/sequential_recommender/llmesr.py) on real ml-100k data, item titles
+embedded with TF-IDF: cross-attention masks, the two views side by side, the distillation teacher."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY_SASREC, build_model
+
+from recbole_faerec.model.sequential_recommender.llmesr import CrossAttention
+
+TINY = {**TINY_SASREC, "MAX_ITEM_LIST_LENGTH": 8, "embedding_size": 8, "state": "WARNING",
+        "llm_emb_provider": "tfidf", "llm_emb_dimensions": 32, "train_batch_size": 64,
+        "train_positions": "all", "llmesr_neighbours": 3}
+
+
+@pytest.fixture(scope="module")
+def sasrec(session_cache):
+    config, model, train = build_model("LLMESR_SASRec", TINY)
+    return model, next(iter(train))
+
+
+def test_cross_attention_masks_padding_and_later_keys():
+    torch.manual_seed(0)
+    attention = CrossAttention(8, 2, dropout=0.0)
+    x, y = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    padding = torch.tensor([[False] * 5, [False, False, False, True, True]])
+    out = attention(x, y, padding, causal=True)
+    assert out.shape == (2, 5, 8) and torch.isfinite(out).all()
+    changed = y.clone()
+    changed[:, 2:] = torch.randn(2, 3, 8)  # later keys
+    changed[1, 3:] = 100.0  # and padding keys
+    again = attention(x, changed, padding, causal=True)
+    torch.testing.assert_close(again[:, :2], out[:, :2])  # positions 0, 1 see keys <= themselves
+    bidirectional = attention(x, y, padding, causal=False)
+    moved = attention(x, changed, padding, causal=False)
+    assert not torch.allclose(moved[0, :2], bidirectional[0, :2])  # without the mask they see them
+    # padding keys never count, in either mode
+    only_padding = y.clone()
+    only_padding[1, 3:] = -50.0
+    torch.testing.assert_close(attention(x, only_padding, padding, causal=False)[1], bidirectional[1])
+    # by hand: head h of query t is softmax(q k^T / sqrt(d/h)) v over the allowed keys
+    q, k, v = attention.query(x), attention.key(y), attention.value(y)
+    h = slice(0, 4)
+    scores = q[1, 2, h] @ k[1, :3, h].T / 2.0
+    context = torch.softmax(scores, -1) @ v[1, :3, h]
+    full = attention.out.weight[:, h] @ context + attention.out.weight[:, 4:] @ (
+        torch.softmax(q[1, 2, 4:] @ k[1, :3, 4:].T / 2.0, -1) @ v[1, :3, 4:]) + attention.out.bias
+    torch.testing.assert_close(out[1, 2], full)
+
+
+def test_user_and_items_are_the_two_views_side_by_side(sasrec):
+    model, batch = sasrec
+    model.eval()
+    seq, length = batch["item_id_list"], batch["item_length"]
+    d = model.item_embedding.embedding_dim
+    with torch.no_grad():
+        states = model.dual_states(seq, length, True)
+        user = model.forward(seq, length)
+        items = model.item_representations()
+        scores = model.full_sort_predict(batch)
+    assert states.shape == (*seq.shape, 2 * d) and user.shape == (len(seq), 2 * d)
+    torch.testing.assert_close(user, states[torch.arange(len(seq)), length - 1])
+    torch.testing.assert_close(items[:, :d], model.item_embedding.weight)
+    torch.testing.assert_close(items[:, d:], model.adapter(model.llm_table))
+    torch.testing.assert_close(scores, user @ items.T)
+    # the ID table starts as the PCA of the LLM table, the LLM table itself is frozen
+    assert "llm_table" not in dict(model.named_parameters())
+
+
+def test_ce_loss_over_every_position_by_hand(sasrec):
+    from recbole_faerec.model.positions import position_targets
+
+    model, batch = sasrec
+    model.eval()  # no dropout: the hand computation sees the same states
+    seq, length = batch["item_id_list"], batch["item_length"]
+    with torch.no_grad():
+        loss = model.recommendation_loss(batch)
+        mask, targets = position_targets(seq, length, batch["item_id"])
+        logits = model.dual_states(seq, length, True)[mask] @ model.item_representations().T
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, targets[mask]).item(), rel=1e-5)
+
+
+def test_the_teacher_is_other_users_and_carries_no_gradient(sasrec):
+    model, batch = sasrec
+    neighbours = model.neighbours
+    users = torch.arange(len(neighbours))
+    has = model.user_seq_len > 0
+    assert (neighbours[has] >= 0).all() and not (neighbours[has] == users[has, None]).any()
+    assert (neighbours[~has] == -1).all()
+    # the neighbours are the most similar by the users' mean item embedding
+    llm = torch.as_tensor(model.llm_table_np, dtype=torch.float32)
+    u = int(batch["user_id"][0])
+    mean = lambda s, n: F.normalize(llm[s[:n]].mean(0), dim=0)
+    own = mean(model.user_seq[u], model.user_seq_len[u])
+    sims = torch.stack([own @ mean(model.user_seq[v], model.user_seq_len[v]) if has[v] else
+                        torch.tensor(-2.0) for v in range(len(neighbours))])
+    sims[u] = -2.0
+    assert set(neighbours[u].tolist()) == set(sims.topk(3).indices.tolist())
+
+    model.train()
+    student = torch.randn(len(batch["user_id"]), 2 * model.item_embedding.embedding_dim,
+                          requires_grad=True)
+    model._step["student"] = student
+    model.zero_grad()
+    loss = model.auxiliary_losses(batch)["distill"]
+    loss.backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.parameters())  # the teacher is detached
+
+
+def test_backbones_it_cannot_run(session_cache):
+    from recbole_faerec.model.llm_item import UNWRAPPABLE
+
+    assert "no sequence-encoder adapter" in UNWRAPPABLE["LLMESR_NARM"]
+    assert "masked-item prediction" in UNWRAPPABLE["LLMESR_BERT4Rec"]
+    with pytest.raises(ValueError, match="not causal"):
+        build_model("LLMESR_LightSANs", {**TINY, "train_positions": "last"})
