@@ -10,7 +10,7 @@ from recbole_faerec.model.sequential_recommender.llmesr import CrossAttention
 
 TINY = {**TINY_SASREC, "MAX_ITEM_LIST_LENGTH": 8, "embedding_size": 8, "state": "WARNING",
         "llm_emb_provider": "tfidf", "llm_emb_dimensions": 32, "train_batch_size": 64,
-        "train_positions": "all", "llmesr_neighbours": 3}
+        "train_positions": "all", "llmesr_neighbours": 3, "llmesr_user_embedding": "item_mean"}
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +90,15 @@ def test_the_teacher_is_other_users_and_carries_no_gradient(sasrec):
     # the neighbours are the most similar by the users' mean item embedding
     llm = torch.as_tensor(model.llm_table_np, dtype=torch.float32)
     u = int(batch["user_id"][0])
-    mean = lambda s, n: F.normalize(llm[s[:n]].mean(0), dim=0)
-    own = mean(model.user_seq[u], model.user_seq_len[u])
-    sims = torch.stack([own @ mean(model.user_seq[v], model.user_seq_len[v]) if has[v] else
-                        torch.tensor(-2.0) for v in range(len(neighbours))])
+
+    def mean(v):  # the user's training items: the longest row's input sequence and its target
+        items = torch.cat([model.user_seq[v, : model.user_seq_len[v]], model.user_last[v:v + 1]])
+        return F.normalize(llm[items].mean(0), dim=0)
+
+    assert model.user_last[u] == batch["item_id"][0]  # one row per user: its whole sequence
+    own = mean(u)
+    sims = torch.stack([own @ mean(v) if has[v] else torch.tensor(-2.0)
+                        for v in range(len(neighbours))])
     sims[u] = -2.0
     assert set(neighbours[u].tolist()) == set(sims.topk(3).indices.tolist())
 
@@ -115,3 +120,52 @@ def test_backbones_it_cannot_run(session_cache):
     assert "masked-item prediction" in UNWRAPPABLE["LLMESR_BERT4Rec"]
     with pytest.raises(ValueError, match="not causal"):
         build_model("LLMESR_LightSANs", {**TINY, "train_positions": "last"})
+
+
+def test_user_prompts_are_embedded_once_and_find_the_neighbours(cache, caplog):
+    """``llmesr_user_embedding: text``: each user's prompt over its training items' names, embedded
+    with the item encoder into <dataset>.useremb, reused by the next model."""
+    from recbole_faerec.embeddings import store
+    from recbole_faerec.embeddings.loader import user_embedding_paths, user_prompt
+    from recbole_faerec.embeddings.prompts import read_item_texts, text_hash
+
+    settings = {**TINY, "llmesr_user_embedding": "text"}
+    config, model, train = build_model("LLMESR_SASRec", settings)
+    paths = user_embedding_paths(config)
+    tokens, emb, manifest = store.load_embeddings(paths)
+    assert paths.atomic.endswith("ml-100k.useremb") and manifest["kind"] == "users"
+    has = model.user_seq_len > 0
+    assert len(tokens) == int(has.sum())
+    # one user's prompt, by hand: the names of its training items, oldest first
+    item_token = train._dataset.field2id_token["item_id"]
+    user_token = train._dataset.field2id_token["user_id"]
+    ids, values, _ = read_item_texts(f"{config['data_path']}/ml-100k.item")
+    title = {t: v["movie_title"] for t, v in zip(ids, values)}
+    u = int(torch.nonzero(has)[0])
+    items = model.user_seq[u, : model.user_seq_len[u]].tolist() + [int(model.user_last[u])]
+    prompt = user_prompt([title[item_token[i]] for i in items], config["llm_prompt_category"])
+    assert prompt.startswith("The user has visited following") and title[item_token[items[-1]]] in prompt
+    assert manifest["items"][user_token[u]] == text_hash(prompt)
+    # the neighbours are the most similar users by those embeddings
+    row = {t: i for i, t in enumerate(tokens)}
+    matrix = torch.zeros(len(model.user_seq), emb.shape[1])
+    for v in torch.nonzero(has).flatten().tolist():
+        matrix[v] = torch.as_tensor(emb[row[user_token[v]]])
+    sims = F.normalize(matrix, dim=-1) @ F.normalize(matrix[u], dim=0)
+    sims[~has] = -2.0
+    sims[u] = -2.0
+    assert set(model.neighbours[u].tolist()) == set(sims.topk(3).indices.tolist())
+    # a second model reuses every vector
+    with caplog.at_level("INFO"):
+        build_model("LLMESR_SASRec", settings)
+    assert "0 embedded in this run" in caplog.text
+
+
+def test_user_prompt_keeps_the_most_recent_items():
+    from recbole_faerec.embeddings.loader import USER_PROMPT_CAP, user_prompt
+
+    names = [f"item number {i:04d}" for i in range(500)]  # 18 characters each: too many
+    prompt = user_prompt(names, "movie")
+    assert prompt.endswith("item number 0499.") and "item number 0000" not in prompt
+    assert len(prompt) <= USER_PROMPT_CAP + 60
+    assert user_prompt(["a", "b"], "movie") == "The user has visited following movies: a; b."

@@ -181,3 +181,70 @@ def ensure_item_embeddings(dataset, config: Mapping, logger: Optional[logging.Lo
                 f"{matrix.shape[1]}-d, {source['items']} items in the file, {matrix.shape[0] - 1} in "
                 f"the dataset; {source['embedded']} embedded in this run)")
     return matrix
+
+
+# ---- users: the second kind of the cache ------------------------------------------------------
+#: LLM-ESR's user prompt (its data/*/get_user_embedding.ipynb), over the user's training items
+USER_PROMPT = "The user has visited following {category}s: {titles}."
+USER_PROMPT_CAP = 2000  # characters of titles kept, the most recent items first to stay
+
+
+def user_embedding_paths(config: Mapping) -> store.EmbeddingPaths:
+    """Where ``config``'s dataset keeps its cached user embeddings: beside the item cache, under
+    ``llm_user_emb_suffix``."""
+    items = embedding_paths(config)
+    return store.EmbeddingPaths(items.directory, items.dataset, _get(config, "llm_user_emb_suffix"))
+
+
+def user_prompt(titles, category: str) -> str:
+    """:data:`USER_PROMPT` over ``titles`` (oldest first); the oldest are left out when they
+    would pass :data:`USER_PROMPT_CAP` characters, so the most recent items always count."""
+    kept, size = [], 0
+    for title in reversed(list(titles)):
+        size += len(title) + 2
+        if kept and size > USER_PROMPT_CAP:
+            break
+        kept.append(title)
+    return USER_PROMPT.format(category=category, titles="; ".join(reversed(kept)))
+
+
+def ensure_user_embeddings(dataset, config: Mapping, user_items: Dict[int, list],
+                           logger: Optional[logging.Logger] = None) -> np.ndarray:
+    """Embeddings of each user's prompt over their training items (``user_items``: internal user
+    id -> internal item ids, oldest first) with the configured encoder, cached like the items'
+    (:func:`user_embedding_paths`; only users whose prompt changed are embedded again). Row ``u``
+    is internal user ``u``; users without items (and the padding row 0) are zeros."""
+    logger = logger or logging.getLogger(__name__)
+    if _get(config, "llm_emb_provider") == PRECOMPUTED:
+        raise store.EmbeddingFileError(
+            "user embeddings are made with the configured encoder, and llm_emb_provider is "
+            f"'{PRECOMPUTED}' (no encoder); choose one, or user embeddings that need none")
+    from recbole_faerec.embeddings.prompts import read_item_texts
+    from recbole_faerec.embeddings.runner import embed_texts
+
+    settings = PromptSettings.from_config(config)
+    name_field = settings.fields.get("name")
+    item_path = item_file(config)
+    tokens, values, text_fields = read_item_texts(item_path, config["ITEM_ID_FIELD"])
+    if not name_field or name_field not in text_fields:
+        raise store.EmbeddingFileError(
+            f"{item_path}: user prompts list the items' names, but the name field "
+            f"'{name_field}' (llm_prompt_fields.name) is not in the file ({', '.join(text_fields)})")
+    title_of = {t: (v.get(name_field) or "").strip() or "unknown" for t, v in zip(tokens, values)}
+    item_tokens = dataset.field2id_token[dataset.iid_field]
+    user_tokens = dataset.field2id_token[dataset.uid_field]
+    users = sorted(u for u, items in user_items.items() if len(items))
+    prompts = [user_prompt([title_of.get(str(item_tokens[i]), "unknown") for i in user_items[u]],
+                           settings.category) for u in users]
+    paths = user_embedding_paths(config)
+    summary = embed_texts([str(user_tokens[u]) for u in users], prompts, paths,
+                          provider_from_config(config),
+                          {"template": USER_PROMPT, "cap": USER_PROMPT_CAP,
+                           "category": settings.category, "name_field": name_field},
+                          {"item_file": os.path.abspath(item_path)},
+                          progress=bool(_get(config, "show_progress")), kind="users")
+    matrix = np.zeros((len(user_tokens), summary.dimension), dtype=np.float32)
+    matrix[users] = summary.emb
+    logger.info(f"User LLM embeddings: {paths.atomic} ({len(users)} users, {summary.embedded} "
+                f"embedded in this run, {summary.reused} reused)")
+    return matrix

@@ -152,9 +152,7 @@ def embed_items(
     vectors. Raises :class:`EmbeddingError` when a batch fails; every other finished batch is kept
     in ``paths.partial`` and reused by the next run.
     """
-    start = time.time()
     tokens, prompts, empty = build_prompts(item_path, settings, iid_field)
-    summary = EmbedSummary(total=len(tokens), paths=paths, empty_items=empty)
     if empty:
         shown = ", ".join(empty[:10]) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
         logger.warning(f"{item_path}: {len(empty)} item(s) have no text in the prompt fields; they "
@@ -162,8 +160,30 @@ def embed_items(
     if dry_run:
         os.makedirs(paths.directory, exist_ok=True)
         write_prompts(paths.prompts, tokens, prompts)
-        return summary
+        return EmbedSummary(total=len(tokens), paths=paths, empty_items=empty)
+    summary = embed_texts(tokens, prompts, paths, provider, settings.signature(),
+                          {"item_file": os.path.abspath(item_path)}, progress, overwrite, "items")
+    summary.empty_items = empty
+    return summary
 
+
+def embed_texts(
+    tokens: List[str],
+    prompts: List[str],
+    paths: store.EmbeddingPaths,
+    provider: Provider,
+    prompt_signature: Dict,
+    source: Dict,
+    progress: bool = True,
+    overwrite: bool = False,
+    kind: str = "items",
+) -> EmbedSummary:
+    """Embed ``prompts`` (one per token: items, or users) into the cache ``paths``, reusing every
+    vector whose prompt hash and encoder are unchanged (:func:`embed_items` for the rules).
+    ``prompt_signature`` records how the prompts were made (a change re-writes the manifest);
+    ``source`` is added to the manifest as it is; ``kind`` names what the tokens are."""
+    start = time.time()
+    summary = EmbedSummary(total=len(tokens), paths=paths)
     hashes = [text_hash(p) for p in prompts]
     corpus = (text_hash("\n".join(f"{t}\t{h}" for t, h in zip(tokens, hashes)))
               if provider.corpus_dependent else None)
@@ -184,7 +204,7 @@ def embed_items(
             else:
                 todo.append(i)
         if not todo and manifest is not None and manifest.get("items") == dict(zip(tokens, hashes)) \
-                and manifest.get("prompt") == settings.signature():
+                and manifest.get("prompt") == prompt_signature:
             # nothing changed: the files on disk are already these
             summary.reused = len(tokens)
             summary.tokens, summary.emb = tokens, np.stack([vectors[t] for t in tokens])
@@ -204,7 +224,7 @@ def embed_items(
             todo = [i for i in todo if tokens[i] not in vectors]
         summary.reused = len(tokens) - len(todo)
         if todo:
-            logger.info(f"embedding {len(todo)} of {len(tokens)} items with "
+            logger.info(f"embedding {len(todo)} of {len(tokens)} {kind} with "
                         f"{encoder_text(signature['encoder'])} into {paths.atomic} "
                         f"({summary.reused} reused)")
         _embed_todo(provider, tokens, prompts, hashes, todo, vectors, paths, summary, progress)
@@ -215,10 +235,11 @@ def embed_items(
         summary.dimension = int(emb.shape[1])
         manifest = {
             **signature,
-            "prompt": settings.signature(),
+            "prompt": prompt_signature,
+            "kind": kind,
             "items": dict(zip(tokens, hashes)),
             "n_items": len(tokens),
-            "item_file": os.path.abspath(item_path),
+            **source,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         store.save_embeddings(paths, tokens, emb, manifest)

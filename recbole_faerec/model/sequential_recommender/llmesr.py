@@ -34,9 +34,14 @@ training mode without gradient, is the teacher of the user's own:
 .. math:: L = L_{rec} + \alpha \, \lVert u_{last} - \tfrac{1}{K} \textstyle\sum_{v \in N_K(u)} \mathrm{sg}(u^{v}_{last}) \rVert^2 / (2d)
 
 (MSE over the ``2d`` dimensions). A neighbour's sequence is its training sequence without its last
-item (its longest training row). User embeddings (``llmesr_user_embedding``): ``item_mean`` is the
-normalised mean of the LLM embeddings of the user's training items (the notes' cheaper stand-in for
-the original's embedded user prompt; a documented deviation until users join the embedding cache).
+item (its longest training row). User embeddings (``llmesr_user_embedding``): ``text`` (default, the
+original's) embeds a prompt listing the names of the user's training items ("The user has visited
+following <category>s: <name>; <name>; ...", the most recent kept within 2,000 characters) with the
+dataset's item encoder, cached as the second kind of the embedding cache
+(:func:`recbole_faerec.embeddings.loader.ensure_user_embeddings`, ``<dataset>.useremb``);
+``item_mean`` is the mean of the LLM embeddings of those items (the notes' cheaper stand-in, no
+encoder run). Either way only the training part is used, and the training sequences RecBole keeps
+(at most ``MAX_ITEM_LIST_LENGTH`` + 1 items).
 
 **Causality.** The original's encoder and cross-attention see the whole sequence (its SASRec's
 causal mask is commented out), so under every-position training position ``t`` sees its own target.
@@ -59,7 +64,7 @@ from recbole_faerec.model.encoder import cannot_encode, encode, encode_last, enc
 from recbole_faerec.model.llm_item import LLMItemMixin, method_family
 from recbole_faerec.model.positions import position_targets, sample_negatives
 
-USER_EMBEDDINGS = ("item_mean",)
+USER_EMBEDDINGS = ("text", "item_mean")
 
 
 class CrossAttention(nn.Module):
@@ -145,16 +150,21 @@ class LLMESRMixin(LLMItemMixin):
         if config["llmesr_user_embedding"] not in USER_EMBEDDINGS:
             raise ValueError(f"llmesr_user_embedding '{config['llmesr_user_embedding']}' is "
                              f"unknown; expected one of {USER_EMBEDDINGS}")
-        seq, length = self._training_sequences(dataset)
+        seq, length, last = self._training_sequences(dataset)
         self.register_buffer("user_seq", seq, persistent=False)
         self.register_buffer("user_seq_len", length, persistent=False)
-        neighbours = self._neighbours(seq, length) if self.distill_weight > 0 else None
+        self.register_buffer("user_last", last, persistent=False)
+        neighbours = None
+        if self.distill_weight > 0:
+            users = self._user_embeddings(dataset, config, seq, length, last)
+            neighbours = self._neighbours(users, length)
         self.register_buffer("neighbours", neighbours, persistent=False)
         self._step: Dict[str, torch.Tensor] = {}
 
     # ---- the data ----------------------------------------------------------------------------
     def _training_sequences(self, dataset):
-        """Each user's longest training row: its input sequence (its training items but the last)."""
+        """Each user's longest training row: its input sequence (its training items but the last),
+        its length, and its target (the last training item; 0 for users without a row)."""
         feat = dataset.inter_feat
         users = feat[self.USER_ID].numpy()
         lengths = feat[self.ITEM_SEQ_LEN].numpy()
@@ -163,28 +173,40 @@ class LLMESRMixin(LLMItemMixin):
         n_users = dataset.num(self.USER_ID)
         seq = torch.zeros(n_users, self.max_seq_length, dtype=torch.long)
         length = torch.zeros(n_users, dtype=torch.long)
+        last = torch.zeros(n_users, dtype=torch.long)
         seq[users[first]] = feat[self.ITEM_SEQ][first]
         length[users[first]] = feat[self.ITEM_SEQ_LEN][first]
-        return seq, length
+        last[users[first]] = feat[self.POS_ITEM_ID][first]
+        return seq, length, last
+
+    def _user_embeddings(self, dataset, config, seq, length, last) -> torch.Tensor:
+        """``[U, D]``: the embedded user prompt over each user's training items (``text``, cached
+        beside the item embeddings) or the mean LLM embedding of those items (``item_mean``)."""
+        if config["llmesr_user_embedding"] == "text":
+            from recbole_faerec.embeddings.loader import ensure_user_embeddings
+
+            items = {u: seq[u, : length[u]].tolist() + [int(last[u])]
+                     for u in range(len(seq)) if length[u] > 0}
+            return torch.as_tensor(ensure_user_embeddings(dataset, config, items, self.logger))
+        llm = torch.as_tensor(self.llm_table_np, dtype=torch.float32)
+        items = torch.cat([seq, last.unsqueeze(1)], dim=1)
+        mask = (items > 0).float()
+        return (llm[items] * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
 
     @torch.no_grad()
-    def _neighbours(self, seq, length) -> torch.Tensor:
-        """The ``K`` most similar other users of each user (cosine of user embeddings), ``[U, K]``;
+    def _neighbours(self, users: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """The ``K`` most similar other users of each user (cosine of ``users``), ``[U, K]``;
         users without training data get none (-1)."""
-        llm = torch.as_tensor(self.llm_table_np, dtype=torch.float32)
-        items = torch.cat([seq, torch.zeros(len(seq), 1, dtype=torch.long)], dim=1)
-        mask = (items > 0).float()
-        users = (llm[items] * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        users = F.normalize(users, dim=-1)
+        users = F.normalize(users.float(), dim=-1)
         has = length > 0
         k = min(self.neighbour_count, int(has.sum()) - 1)
-        neighbours = torch.full((len(seq), max(k, 0)), -1, dtype=torch.long)
+        neighbours = torch.full((len(users), max(k, 0)), -1, dtype=torch.long)
         if k < 1:
             return neighbours
-        for start in range(0, len(seq), 4096):  # U x U in blocks: 22k users would be 2 GB at once
+        for start in range(0, len(users), 4096):  # U x U in blocks: 22k users would be 2 GB at once
             block = users[start:start + 4096] @ users.T
             block[:, ~has] = float("-inf")
-            rows = torch.arange(start, min(start + 4096, len(seq)))
+            rows = torch.arange(start, min(start + 4096, len(users)))
             block[rows - start, rows] = float("-inf")  # not oneself
             neighbours[start:start + 4096] = block.topk(k, dim=1).indices
         neighbours[~has] = -1
