@@ -144,6 +144,11 @@ class LLMESRMixin(LLMItemMixin):
         self.input_dropout = nn.Dropout(config["llmesr_input_dropout"])
         self.id_from_llm = CrossAttention(d, config["llmesr_heads"], config["llmesr_input_dropout"])
         self.llm_from_id = CrossAttention(d, config["llmesr_heads"], config["llmesr_input_dropout"])
+        if hasattr(self, "_init_weights"):  # the backbone's initialisation for the new layers too
+            for module in (self.view_position, self.id_from_llm, self.llm_from_id):
+                module.apply(self._init_weights)
+        with torch.no_grad():
+            self.view_position.weight[0] = 0.0  # padding
         self.pca_init_id_table(config)
         self.distill_weight = float(config["llmesr_distill_weight"])
         self.neighbour_count = int(config["llmesr_neighbours"])
