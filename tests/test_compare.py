@@ -48,9 +48,11 @@ def test_runner_writes_table_csv_and_plots(comparison):
 
 
 def test_merge_refuses_other_settings(comparison, tmp_path):
-    merged = merge_comparisons([comparison, comparison], tmp_path / "merged")
-    assert [r["model"] for r in merged["runs"]] == ["SASRec", "FAERec_SASRec"] * 2
+    merged = merge_comparisons([comparison], tmp_path / "merged")
+    assert [r["model"] for r in merged["runs"]] == ["SASRec", "FAERec_SASRec"]
     assert (tmp_path / "merged" / "tsne.png").read_bytes()[:8] == PNG
+    with pytest.raises(ValueError, match="SASRec with seed 2020 is already in an earlier part"):
+        merge_comparisons([comparison, comparison], tmp_path / "twice")
     other = tmp_path / "other"
     shutil.copytree(comparison, other)
     report = json.loads((other / "results.json").read_text())

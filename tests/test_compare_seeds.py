@@ -152,6 +152,28 @@ def test_identical_pair_and_reload(seeded, tmp_path):
     assert merged["significance"] == json.loads((seeded / "results.json").read_text())["significance"]
 
 
+def test_parts_run_one_seed_each_merge_into_one_table(seeded, tmp_path):
+    """Seeds run apart (another machine, another day) merge: the table averages over every seed.
+    The second part is the first with its runs labelled as seeds 2022 and 2023."""
+    part = tmp_path / "seed-2022"
+    part.mkdir()
+    for name in ("per_user.npz", "views.npz"):
+        if (seeded / name).exists():
+            (part / name).write_bytes((seeded / name).read_bytes())
+    report = json.loads((seeded / "results.json").read_text())
+    report["runs"] = [dict(r, seed=r["seed"] + 2) for r in report["runs"]]
+    report["protocol"] = dict(report["protocol"], seed=2022, seeds=[2022, 2023])
+    (part / "results.json").write_text(json.dumps(report))
+    merged = merge_comparisons([seeded, part], tmp_path / "merged", plots=False)
+    assert merged["protocol"]["seeds"] == [2020, 2021, 2022, 2023]
+    assert sorted(r["seed"] for r in merged["runs"] if r["model"] == "SASRec") == [2020, 2021, 2022, 2023]
+    table = (tmp_path / "merged" / "results.md").read_text()
+    assert "once per seed (2020, 2021, 2022, 2023;" in table
+    assert "| SASRec | 4 |" in table and "| FAERec_SASRec | 4 |" in table  # four runs each
+    with pytest.raises(ValueError, match="already in an earlier part"):
+        merge_comparisons([seeded, part, part], tmp_path / "bad", plots=False)
+
+
 @pytest.mark.parametrize("name", ["amazon-beauty", "amazon-scientific"])
 def test_old_results_still_load(name, tmp_path):
     """The published results.json (written before seeds and per-user outcomes) load, render their

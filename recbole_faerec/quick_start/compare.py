@@ -269,22 +269,40 @@ def load_comparison(out_dir: str):
     return rows, info, sample, report
 
 
+#: what may differ between the parts of one comparison: the seeds each part ran
+_PER_PART = ("tail_mask", "seed", "seeds")
+
+
 def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True) -> Dict[str, Any]:
-    """One table and one set of plots from comparisons run separately (e.g. in parallel) on the
-    same dataset under the same settings; refuses to merge different protocols."""
+    """One table and one set of plots from comparisons run separately (e.g. in parallel, or one
+    seed at a time) on the same dataset under the same settings; refuses to merge different
+    protocols. Parts may differ in their seeds (``--seeds``): the table then averages over all of
+    them; the t-SNE map is the first part's (a run of the same model and seed twice is refused)."""
     loaded = [load_comparison(d) for d in dirs]
     rows, info, sample, report = loaded[0]
     rows = list(rows)
+    seeds = list(info["seeds"])
     for d, (more_rows, more_info, more_sample, more_report) in zip(dirs[1:], loaded[1:]):
-        same = ({k: v for k, v in more_info.items() if k != "tail_mask"}
-                == {k: v for k, v in info.items() if k != "tail_mask"})
+        same = ({k: v for k, v in more_info.items() if k not in _PER_PART}
+                == {k: v for k, v in info.items() if k not in _PER_PART})
+        same_seeds = more_info["seeds"] == info["seeds"]
         if not same or more_report["settings"] != report["settings"] \
-                or not np.array_equal(more_sample, sample):
+                or (same_seeds and not np.array_equal(more_sample, sample)):
             raise ValueError(f"{d}: another dataset, protocol or settings than {dirs[0]}; "
                              "comparisons can only be merged when they share them")
+        for row in more_rows:
+            if not same_seeds:
+                row["views"] = {}  # their map used another seed's items: the first part's is drawn
+            twice = [r for r in rows if r["model"] == row["model"] and r["seed"] == row["seed"]]
+            if twice:
+                raise ValueError(f"{d}: {row['model']} with seed {row['seed']} is already in an "
+                                 "earlier part")
+        seeds += [s for s in more_info["seeds"] if s not in seeds]
         rows += more_rows
+    info = dict(info, seeds=seeds)
     os.makedirs(out_dir, exist_ok=True)
-    merged = dict(report, runs=[_public(r) for r in rows])
+    merged = dict(report, protocol={**report["protocol"], "seeds": seeds},
+                  runs=[_public(r) for r in rows])
     _write_outputs(rows, info, sample, merged, out_dir, plots and "tail_mask" in info)
     return merged
 
