@@ -188,7 +188,8 @@ def test_train_save_reload_rank_through_the_entry_point(cache, tmp_path):
     from recbole_faerec.quick_start.reload import load_data_and_model
     from recbole_faerec.utils import get_trainer
 
-    models = ["LLMInit_SASRec", "RLMRecCon_GRU4Rec", "RLMRecGen_SASRec", "LLMESR_SASRec"]
+    models = ["LLMInit_SASRec", "RLMRecCon_GRU4Rec", "RLMRecGen_SASRec", "LLMESR_SASRec",
+              "LLMCFSR_GRU4Rec"]
     # the 199 ml-100k users with fewer than 30 ratings (as test_hyper.py), to keep CI short
     args = [f"--{k}={v}" for k, v in {**TINY, "state": "INFO", "user_inter_num_interval": "[0,30)"}.items()]
     proc = run_py([REPO / "run_recbole_faerec.py", f"--model={','.join(models)}", "--dataset=ml-100k",

@@ -169,3 +169,46 @@ def test_user_prompt_keeps_the_most_recent_items():
     assert prompt.endswith("item number 0499.") and "item number 0000" not in prompt
     assert len(prompt) <= USER_PROMPT_CAP + 60
     assert user_prompt(["a", "b"], "movie") == "The user has visited following movies: a; b."
+
+
+# ---- LLM-CFSR (a reconstruction on LLM-ESR) ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cfsr(session_cache):
+    config, model, train = build_model("LLMCFSR_SASRec", TINY)
+    return config, model.eval(), next(iter(train))
+
+
+def test_cfsr_defaults_and_its_layers_of_fusion(cfsr):
+    config, model, batch = cfsr
+    assert config["llmesr_distill_weight"] == 0.0  # not in its abstract
+    assert model.sequence_fusion and model.prediction_fusion
+    assert model.auxiliary_losses(batch) == {}
+    seq, length = batch["item_id_list"], batch["item_length"]
+    d = model.item_embedding.embedding_dim
+    with torch.no_grad():
+        h_id, h_llm = model.view_states(seq, length, True)
+        last_id, last_llm = model.view_states(seq, length, False)
+        rows = torch.arange(len(seq)), length - 1
+        torch.testing.assert_close(last_id, h_id[rows])
+        user = model.forward(seq, length)
+        # the prediction layer by hand: two tokens (with their view type) attend over both
+        tokens = torch.stack([last_id, last_llm], dim=1) + model.view_type.weight
+        none = torch.zeros(len(seq), 2, dtype=torch.bool)
+        fused = tokens + model.view_tokens(tokens, tokens, none, causal=False)
+    torch.testing.assert_close(user, fused.reshape(len(seq), 2 * d))
+    assert not torch.allclose(user, torch.cat([last_id, last_llm], -1))  # it does fuse
+
+
+def test_cfsr_sequence_fusion_stays_causal(cfsr):
+    _, model, batch = cfsr
+    seq, length = batch["item_id_list"], batch["item_length"]
+    keep = length >= 6
+    seq, length = seq[keep][:4], length[keep][:4]
+    changed = seq.clone()
+    changed[:, 3:] = torch.randint(1, model.n_items, changed[:, 3:].shape)
+    with torch.no_grad():
+        before = model.dual_states(seq, length, True)
+        after = model.dual_states(changed, length, True)
+    torch.testing.assert_close(after[:, :3], before[:, :3])
+    assert not torch.allclose(after[:, 5], before[:, 5])

@@ -239,13 +239,21 @@ class LLMESRMixin(LLMItemMixin):
         return (self.id_from_llm(x_llm, x_id, padding, self.causal),
                 self.llm_from_id(x_id, x_llm, padding, self.causal))
 
-    def dual_states(self, item_seq, item_seq_len, every_position: bool) -> torch.Tensor:
-        """``u``: ``[B, L, 2d]`` (every position) or ``[B, 2d]`` (each sequence's last item)."""
+    def view_states(self, item_seq, item_seq_len, every_position: bool):
+        """The shared encoder's states of the two views, ``(id, llm)``: ``[B, L, d]`` each (every
+        position) or ``[B, d]`` (each sequence's last item)."""
         run = encode if every_position else encode_last
         causal = None if self.causal else False
         ids, llms = self._inputs(item_seq)
-        return torch.cat([run(self, item_seq, item_seq_len, ids, causal),
-                          run(self, item_seq, item_seq_len, llms, causal)], dim=-1)
+        return run(self, item_seq, item_seq_len, ids, causal), run(self, item_seq, item_seq_len, llms, causal)
+
+    def fuse_user(self, id_states: torch.Tensor, llm_states: torch.Tensor) -> torch.Tensor:
+        """``u = [h^id ; h^llm]``: the two views side by side."""
+        return torch.cat([id_states, llm_states], dim=-1)
+
+    def dual_states(self, item_seq, item_seq_len, every_position: bool) -> torch.Tensor:
+        """``u``: ``[B, L, 2d]`` (every position) or ``[B, 2d]`` (each sequence's last item)."""
+        return self.fuse_user(*self.view_states(item_seq, item_seq_len, every_position))
 
     # ---- training ----------------------------------------------------------------------------
     def recommendation_loss(self, interaction) -> torch.Tensor:
