@@ -212,3 +212,22 @@ def test_cfsr_sequence_fusion_stays_causal(cfsr):
         after = model.dual_states(changed, length, True)
     torch.testing.assert_close(after[:, :3], before[:, :3])
     assert not torch.allclose(after[:, 5], before[:, 5])
+
+
+def test_llmesr_states_are_causal_and_the_original_is_not(sasrec):
+    model, batch = sasrec
+    model.eval()
+    seq, length = batch["item_id_list"], batch["item_length"]
+    keep = length >= 6
+    seq, length = seq[keep][:4], length[keep][:4]
+    changed = seq.clone()
+    changed[:, 3:] = torch.randint(1, model.n_items, changed[:, 3:].shape)
+    with torch.no_grad():
+        before, after = model.dual_states(seq, length, True), model.dual_states(changed, length, True)
+        torch.testing.assert_close(after[:, :3], before[:, :3])
+        model.causal = False  # the original: bidirectional cross-attention and encoder
+        try:
+            both = model.dual_states(seq, length, True), model.dual_states(changed, length, True)
+        finally:
+            model.causal = True
+    assert not torch.allclose(both[0][:, :3], both[1][:, :3])
