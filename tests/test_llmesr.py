@@ -118,8 +118,13 @@ def test_backbones_it_cannot_run(session_cache):
 
     assert "no sequence-encoder adapter" in UNWRAPPABLE["LLMESR_NARM"]
     assert "masked-item prediction" in UNWRAPPABLE["LLMESR_BERT4Rec"]
-    with pytest.raises(ValueError, match="not causal"):
+    from recbole_faerec.model.llm_item import MethodBackboneError
+
+    with pytest.raises(MethodBackboneError, match="LLMESR_LightSANs with llmesr_causal True: "
+                                                  "LightSANs's encoder is not causal"):
         build_model("LLMESR_LightSANs", {**TINY, "train_positions": "last"})
+    with pytest.raises(MethodBackboneError, match="GRU4Rec's encoder is causal by construction"):
+        build_model("LLMESR_GRU4Rec", {**TINY, "llmesr_causal": False})
 
 
 def test_user_prompts_are_embedded_once_and_find_the_neighbours(cache, caplog):

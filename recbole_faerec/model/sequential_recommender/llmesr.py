@@ -61,7 +61,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recbole_faerec.model.encoder import cannot_encode, encode, encode_last, encoder_name
-from recbole_faerec.model.llm_item import LLMItemMixin, method_family
+from recbole_faerec.model.llm_item import LLMItemMixin, MethodBackboneError, method_family
 from recbole_faerec.model.positions import position_targets, sample_negatives
 
 USER_EMBEDDINGS = ("text", "item_mean")
@@ -125,10 +125,12 @@ class LLMESRMixin(LLMItemMixin):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.causal = bool(config["llmesr_causal"])
-        reason = cannot_encode(type(self), True if self.causal else None)
+        reason = cannot_encode(type(self), self.causal)
         if reason:
-            raise ValueError(f"{type(self).__name__} with llmesr_causal True: {reason} (set "
-                             f"llmesr_causal: False for the original's bidirectional model)")
+            other = ("llmesr_causal: False for the original's bidirectional model" if self.causal
+                     else "llmesr_causal: True")
+            raise MethodBackboneError(f"{type(self).__name__} with llmesr_causal {self.causal}: "
+                                      f"{reason} (set {other})")
         if not self.causal and self.train_positions == "all":
             self.logger.warning(f"{type(self).__name__}: llmesr_causal False with train_positions "
                                 f"all: every position sees its own target, as in the original code")
