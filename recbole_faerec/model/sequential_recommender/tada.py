@@ -1,0 +1,182 @@
+r"""TADA (Dang et al., WWW 2026, seed 001) on a RecBole sequential backbone: ``TADA_<Backbone>``.
+
+Tail-aware data augmentation, an ID-only method (``shared/docs/baselines-notes.md`` §1, read from the
+authors' ``src/``). Each training row gets two aligned views from T-Substitute or T-Insert
+(:mod:`recbole_faerec.model.tada_ops`, over the candidate sets of
+:mod:`recbole_faerec.data.cooccurrence`), and two mixing losses join the backbone's own:
+
+.. math::
+
+    L = L_{rec}(o) + L_{rec}(\alpha o_1 + (1 - \alpha) o_2) + \sum_{g \in \{head, tail\}} L_{mix}^{g}
+
+with :math:`o, o_1, o_2` the backbone's outputs for the row and its two views, and
+:math:`\alpha \sim \mathrm{Beta}(\beta, \beta)` per row. The cross-mix :math:`L_{mix}^{g}` runs within
+each group of users (tail-preference users: at least half of their training items are tail items;
+the others): the group's original outputs and view-2 outputs are stacked with their targets,
+permuted by a random :math:`\pi`, and outputs and targets are mixed with the same :math:`\alpha`:
+:math:`\tilde o = \alpha o + (1 - \alpha) o_\pi` scored against
+:math:`\alpha\,\mathrm{onehot}(y) + (1 - \alpha)\,\mathrm{onehot}(y_\pi)` under CE (the mixed target
+embeddings :math:`\alpha E_y + (1-\alpha) E_{y_\pi}` and negatives under BPR/BCE, as the authors).
+
+This is the notes' plugin adaptation for RecBole's prefix rows (``train_positions: last``): the
+operators act on ``item_id_list``, ``item_id`` stays the row's target, the last-position outputs are
+mixed. Head/tail items and tail-preference users come from the training part, as in the authors'
+code (the evaluator's head/tail keeps its own ``popularity_source``).
+
+**Two stages** as the authors train: ``tada_init_checkpoint`` names a checkpoint of the plain backbone
+(RecBole's ``saved/<Backbone>-....pth``), whose weights start this model; empty: one stage from
+scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recbole_faerec.data.cooccurrence import cooccurrence_model, training_sequences
+from recbole_faerec.model.llm_item import method_family
+from recbole_faerec.model.tada_ops import TadaOperators
+
+#: backbones whose scores are dot products of their output with ``item_embedding`` (checked)
+TADA_BACKBONES = ("SASRec", "GRU4Rec", "NARM", "LightSANs", "FMLPRec", "LRURec", "gMLP")
+
+
+class TADAMixin:
+    """TADA's views and mixing losses over a backbone (see the module). Config keys
+    (``props/model/TADA.yaml``): ``tada_rate_a``, ``tada_rate_b``, ``tada_th``, ``tada_top_k``,
+    ``tada_beta``, ``tada_init_checkpoint``."""
+
+    method_name = "TADA"
+    plugin_config_models = ("TADA",)
+    loss_names = ("rec", "self_mix", "cross_mix")
+    backbone_class: type = object
+
+    @classmethod
+    def cannot_wrap(cls, backbone: type) -> Optional[str]:
+        if backbone.__name__ not in TADA_BACKBONES:
+            return (f"{backbone.__name__}'s scores are not checked to be dot products with its "
+                    f"item_embedding; TADA's mixing needs that ({', '.join(TADA_BACKBONES)})")
+        return None
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.logger = logging.getLogger()
+        self.tada_loss_type = config["loss_type"]
+        if getattr(self, "train_positions", "last") != "last":
+            raise ValueError(f"{type(self).__name__}: TADA mixes last-position outputs of RecBole's "
+                             f"prefix rows; train_positions: all is not supported")
+        self.beta = float(config["tada_beta"])
+        sequences = training_sequences(dataset, self.ITEM_SEQ, self.ITEM_SEQ_LEN, self.POS_ITEM_ID,
+                                       self.USER_ID)
+        sets = cooccurrence_model(self._cache_path(config), sequences, self.n_items,
+                                  float(config["head_ratio"]), float(config["tada_th"]),
+                                  int(config["tada_top_k"]), self.logger)
+        self.operators = TadaOperators(sets, self.n_items, float(config["tada_rate_a"]),
+                                       float(config["tada_rate_b"]), self.max_seq_length)
+        # tail-preference users: at least half of their training items are tail items
+        users = np.unique(dataset.inter_feat[self.USER_ID].numpy())  # the order of ``sequences``
+        tail_pref = torch.zeros(dataset.num(self.USER_ID), dtype=torch.bool)
+        for user, seq in zip(users, sequences):
+            tail_pref[int(user)] = bool(np.mean(sets.label[seq] == 0) >= 0.5)
+        self.register_buffer("tail_preference", tail_pref, persistent=False)
+        if config["tada_init_checkpoint"]:
+            self._load_backbone(config["tada_init_checkpoint"])
+
+    @staticmethod
+    def _cache_path(config) -> str:
+        from recbole_faerec.embeddings.loader import embedding_paths
+
+        return os.path.join(embedding_paths(config).directory, f"{config['dataset']}.tada.npz")
+
+    def _load_backbone(self, path: str) -> None:
+        """The first stage: the plain backbone's trained weights."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"tada_init_checkpoint {path} does not exist (train the plain "
+                                    f"{self.backbone_class.__name__} first; its best checkpoint is in saved/)")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        trained = checkpoint.get("config", {})["model"] if checkpoint.get("config") else None
+        if trained != self.backbone_class.__name__:
+            raise ValueError(f"tada_init_checkpoint {path} holds a {trained}, not a "
+                             f"{self.backbone_class.__name__}")
+        self.load_state_dict(checkpoint["state_dict"])
+        self.logger.info(f"{type(self).__name__}: starts from the trained {trained} in {path}")
+
+    # ---- the losses ------------------------------------------------------------------------------
+    def _score_loss(self, output, targets, negatives, soft=None):
+        """The backbone's loss of ``output`` against ``targets``: CE over all items (``soft``:
+        ``(alpha, other_targets)`` mixes the one-hot targets), or BPR/BCE with the negatives
+        (``soft`` mixes the target and negative embeddings)."""
+        table = self.item_embedding
+        if self.tada_loss_type == "CE":
+            logits = output @ table.weight.T
+            loss = F.cross_entropy(logits, targets, reduction="none")
+            if soft is not None:
+                alpha, other = soft
+                loss = alpha * loss + (1 - alpha) * F.cross_entropy(logits, other, reduction="none")
+            return loss.mean()
+        pos, neg = table(targets), table(negatives)
+        if soft is not None:
+            alpha, (other_pos, other_neg) = soft[0].unsqueeze(1), soft[1]
+            pos = alpha * pos + (1 - alpha) * table(other_pos)
+            neg = alpha * neg + (1 - alpha) * table(other_neg)
+        return self.loss_fct((output * pos).sum(-1), (output * neg).sum(-1))
+
+    def calculate_loss(self, interaction):
+        """The backbone's loss, plus TADA's self-mix and cross-mix (see the module)."""
+        rec = super().calculate_loss(interaction)
+        if not self.training:
+            return rec
+        seq, length = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        target = interaction[self.POS_ITEM_ID]
+        negative = interaction[self.NEG_ITEM_ID] if self.tada_loss_type != "CE" else None
+        # every draw from torch's generator (which a resumed run restores)
+        rng = np.random.default_rng(int(torch.randint(2 ** 31 - 1, (1,))))
+        positions = np.zeros(seq.shape, dtype=np.int64)  # prefix rows: no inner targets
+        views = self.operators(seq.cpu().numpy(), length.cpu().numpy(), positions, None, rng)
+        device = seq.device
+        view_len = torch.as_tensor(views.length, device=device)
+        original = self.forward(seq, length)
+        o1 = self.forward(torch.as_tensor(views.view1, device=device), view_len)
+        o2 = self.forward(torch.as_tensor(views.view2, device=device), view_len)
+        tail_pref = self.tail_preference[interaction[self.USER_ID]]
+        groups = [g for g in (tail_pref, ~tail_pref) if g.any()]  # an empty group adds nothing
+
+        def beta(n):
+            return torch.as_tensor(rng.beta(self.beta, self.beta, n), dtype=original.dtype,
+                                   device=device)
+
+        draws = [(beta(2 * int(g.sum())), torch.as_tensor(rng.permutation(2 * int(g.sum())),
+                                                          device=device)) for g in groups]
+        self_mix, cross = self.mixing_losses(original, o1, o2, target, negative, beta(len(seq)),
+                                             groups, draws)
+        return rec, self_mix, cross
+
+    def mixing_losses(self, original, o1, o2, target, negative, alpha, groups, draws):
+        """``(self_mix, cross_mix)`` for given draws: ``alpha`` ``[B]`` mixes each row's two views;
+        for each group (a boolean mask of rows), ``(a, perm)`` mix its stacked original and view-2
+        outputs ``[o[g]; o2[g]]`` with their permutation, targets (and negatives) alike."""
+        mixed = alpha.unsqueeze(1) * o1 + (1 - alpha.unsqueeze(1)) * o2
+        self_mix = self._score_loss(mixed, target, negative)
+        cross = original.new_zeros(())
+        for group, (a, perm) in zip(groups, draws):
+            outputs = torch.cat([original[group], o2[group]])
+            targets = torch.cat([target[group], target[group]])
+            negatives = None if negative is None else torch.cat([negative[group], negative[group]])
+            mixed_out = a.unsqueeze(1) * outputs + (1 - a.unsqueeze(1)) * outputs[perm]
+            soft = (a, targets[perm]) if negatives is None else (a, (targets[perm], negatives[perm]))
+            cross = cross + self._score_loss(mixed_out, targets, negatives, soft)
+        return self_mix, cross
+
+    def set_epoch(self, epoch: int) -> None:
+        """TADA's loss does not depend on the epoch."""
+
+
+FAMILY = method_family(TADAMixin, __name__)
+globals().update(FAMILY)
+
+__all__ = list(FAMILY)

@@ -1,0 +1,101 @@
+"""TADA_<Backbone> (recbole_faerec/model/sequential_recommender/tada.py) on real ml-100k data: the
+mixing losses with fixed draws against hand computation, tail-preference users, the two stages, a
+short run through the entry point that reuses the cached co-occurrence model."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import REPO, TINY_SASREC, build_model, run_py
+
+TINY = {**TINY_SASREC, "state": "WARNING", "train_batch_size": 256,
+        "user_inter_num_interval": "[0,30)"}  # the 199 users with fewer than 30 ratings
+
+
+@pytest.fixture(scope="module")
+def tada(session_cache):
+    config, model, train = build_model("TADA_SASRec", TINY)
+    return config, model, next(iter(train))
+
+
+def test_mixing_losses_by_hand(tada):
+    _, model, batch = tada
+    torch.manual_seed(0)
+    n, d = 6, model.item_embedding.embedding_dim
+    original, o1, o2 = torch.randn(n, d), torch.randn(n, d), torch.randn(n, d)
+    target = batch["item_id"][:n]
+    alpha = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.7, 0.2])
+    group = torch.tensor([True, False, True, True, False, False])
+    a, perm = torch.tensor([0.2, 0.4, 0.6, 0.8, 0.1, 0.3]), torch.tensor([5, 4, 3, 2, 1, 0])
+    self_mix, cross = model.mixing_losses(original, o1, o2, target, None, alpha, [group], [(a, perm)])
+    table = model.item_embedding.weight
+    mixed = alpha[:, None] * o1 + (1 - alpha[:, None]) * o2
+    assert self_mix.item() == pytest.approx(F.cross_entropy(mixed @ table.T, target).item(), rel=1e-5)
+    outs = torch.cat([original[group], o2[group]])
+    tgts = torch.cat([target[group], target[group]])
+    mixed = a[:, None] * outs + (1 - a[:, None]) * outs[perm]
+    logits = mixed @ table.T
+    # soft targets: a one-hot of the row's target plus (1 - a) of its partner's
+    by_hand = -(a * F.log_softmax(logits, 1)[range(6), tgts]
+                + (1 - a) * F.log_softmax(logits, 1)[range(6), tgts[perm]]).mean()
+    assert cross.item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def test_bce_mixes_target_and_negative_embeddings(session_cache):
+    _, model, train = build_model("TADA_SASRec", {**TINY, "loss_type": "BCE",
+                                                  "train_neg_sample_args": {"distribution": "uniform",
+                                                                            "sample_num": 1}})
+    torch.manual_seed(1)
+    d = model.item_embedding.embedding_dim
+    outs = torch.randn(4, d)
+    targets, negatives = torch.tensor([1, 2, 3, 4]), torch.tensor([9, 8, 7, 6])
+    a, perm = torch.tensor([0.25, 0.5, 0.75, 1.0]), torch.tensor([1, 0, 3, 2])
+    loss = model._score_loss(outs, targets, negatives, (a, (targets[perm], negatives[perm])))
+    e = model.item_embedding
+    pos = a[:, None] * e(targets) + (1 - a[:, None]) * e(targets[perm])
+    neg = a[:, None] * e(negatives) + (1 - a[:, None]) * e(negatives[perm])
+    by_hand = (F.softplus(-(outs * pos).sum(1)) + F.softplus((outs * neg).sum(1))).mean()
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def test_tail_preference_users_from_the_training_part(tada):
+    from recbole_faerec.data.cooccurrence import training_head, training_sequences
+
+    config, model, batch = tada
+    _, _, train = build_model("SASRec", TINY)
+    seqs = training_sequences(train._dataset, "item_id_list", "item_length", "item_id", "user_id")
+    label = training_head(seqs, model.n_items, 0.2)
+    users = np.unique(train._dataset.inter_feat["user_id"].numpy())
+    expected = [np.mean(label[s] == 0) >= 0.5 for s in seqs]
+    assert model.tail_preference[torch.as_tensor(users)].tolist() == expected
+    assert 0 < sum(expected) < len(expected)  # both groups exist
+
+
+def test_training_step_returns_three_named_losses(tada):
+    _, model, batch = tada
+    model.train()
+    losses = model.calculate_loss(batch)
+    assert len(losses) == len(model.loss_names) == 3 and all(torch.isfinite(x) for x in losses)
+    sum(losses).backward()
+    assert model.item_embedding.weight.grad is not None
+    model.eval()
+    assert torch.is_tensor(model.calculate_loss(batch)) and model.calculate_loss(batch).dim() == 0
+
+
+def test_two_stages_and_a_run_through_the_entry_point(tmp_path, session_cache):
+    """The plain backbone first, then TADA from its checkpoint; the co-occurrence model is cached
+    by the first TADA run and reused by the second."""
+    args = [f"--{k}={v}" for k, v in {**TINY, "state": "INFO"}.items()]
+    proc = run_py([REPO / "run_recbole_faerec.py", "--model=SASRec", "--dataset=ml-100k", *args],
+                  cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (checkpoint,) = [p for p in (tmp_path / "saved").glob("SASRec-*.pth") if "-last" not in p.name]
+    for run in range(2):
+        proc = run_py([REPO / "run_recbole_faerec.py", "--model=TADA_SASRec", "--dataset=ml-100k",
+                       f"--tada_init_checkpoint={checkpoint}", *args], cwd=tmp_path, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = proc.stdout + proc.stderr
+        assert "starts from the trained SASRec" in out
+        assert ("computed and cached" in out) == (run == 0) or "reused" in out
+        assert "self_mix" in out and "test result" in out
+    assert "TADA candidate sets: reused" in out
