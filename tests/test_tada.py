@@ -95,6 +95,12 @@ def test_the_second_stage_starts_from_the_backbones_checkpoint(tada, tmp_path):
     torch.save({"config": {"model": "GRU4Rec"}, "state_dict": {}}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="holds a GRU4Rec, not a SASRec"):
         build_model("TADA_SASRec", {**TINY, "tada_init_checkpoint": str(tmp_path / "other.pth")})
+    # through the entry point: one line, exit 2
+    proc = run_py([REPO / "run_recbole_faerec.py", "--model=TADA_SASRec", "--dataset=ml-100k",
+                   f"--tada_init_checkpoint={tmp_path / 'missing.pth'}",
+                   *[f"--{k}={v}" for k, v in TINY.items()]], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: tada_init_checkpoint ")
 
 
 def test_a_run_through_the_entry_point_reuses_the_cached_model(tada, tmp_path):

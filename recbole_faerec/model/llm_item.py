@@ -44,6 +44,11 @@ class MethodBackboneError(ValueError):
     """A method asked of a backbone it cannot wrap (one line that names why)."""
 
 
+class MethodSettingError(ValueError):
+    """A method's setting that cannot take effect: an unknown value, a file it cannot use (one line
+    that names the setting)."""
+
+
 def pca_init_(weight: torch.Tensor, llm: np.ndarray, seed: int, with_padding: bool = False) -> int:
     """Overwrite the ID rows of real items (1..n-1) with PCA scores of their LLM embeddings.
 
@@ -292,5 +297,5 @@ def method_family(mixin: type, module: Optional[str] = None) -> Dict[str, type]:
     return family
 
 
-__all__ = ["LLMItemMixin", "MethodBackboneError", "UNWRAPPABLE", "method_family", "method_model",
+__all__ = ["LLMItemMixin", "MethodBackboneError", "MethodSettingError", "UNWRAPPABLE", "method_family", "method_model",
            "pca_init_", "table_fingerprint"]

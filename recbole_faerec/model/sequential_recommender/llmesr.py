@@ -61,7 +61,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from recbole_faerec.model.encoder import cannot_encode, encode, encode_last, encoder_name
-from recbole_faerec.model.llm_item import LLMItemMixin, MethodBackboneError, method_family
+from recbole_faerec.model.llm_item import (LLMItemMixin, MethodBackboneError, MethodSettingError,
+                                           method_family)
 from recbole_faerec.model.positions import position_targets, sample_negatives
 
 USER_EMBEDDINGS = ("text", "item_mean")
@@ -155,8 +156,8 @@ class LLMESRMixin(LLMItemMixin):
         self.distill_weight = float(config["llmesr_distill_weight"])
         self.neighbour_count = int(config["llmesr_neighbours"])
         if config["llmesr_user_embedding"] not in USER_EMBEDDINGS:
-            raise ValueError(f"llmesr_user_embedding '{config['llmesr_user_embedding']}' is "
-                             f"unknown; expected one of {USER_EMBEDDINGS}")
+            raise MethodSettingError(f"llmesr_user_embedding '{config['llmesr_user_embedding']}' "
+                                     f"is unknown; expected one of {USER_EMBEDDINGS}")
         seq, length, last = self._training_sequences(dataset)
         self.register_buffer("user_seq", seq, persistent=False)
         self.register_buffer("user_seq_len", length, persistent=False)

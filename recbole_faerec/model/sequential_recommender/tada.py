@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_faerec.data.cooccurrence import cooccurrence_model, training_sequences
-from recbole_faerec.model.llm_item import method_family
+from recbole_faerec.model.llm_item import MethodSettingError, method_family
 from recbole_faerec.model.tada_ops import TadaOperators
 
 #: backbones whose scores are dot products of their output with ``item_embedding`` (checked)
@@ -68,8 +68,8 @@ class TADAMixin:
         self.logger = logging.getLogger()
         self.tada_loss_type = config["loss_type"]
         if getattr(self, "train_positions", "last") != "last":
-            raise ValueError(f"{type(self).__name__}: TADA mixes last-position outputs of RecBole's "
-                             f"prefix rows; train_positions: all is not supported")
+            raise MethodSettingError(f"{type(self).__name__}: TADA mixes the last-position outputs "
+                                     f"of RecBole's prefix rows; train_positions: all is not supported")
         self.beta = float(config["tada_beta"])
         sequences = training_sequences(dataset, self.ITEM_SEQ, self.ITEM_SEQ_LEN, self.POS_ITEM_ID,
                                        self.USER_ID)
@@ -96,13 +96,13 @@ class TADAMixin:
     def _load_backbone(self, path: str) -> None:
         """The first stage: the plain backbone's trained weights."""
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"tada_init_checkpoint {path} does not exist (train the plain "
-                                    f"{self.backbone_class.__name__} first; its best checkpoint is in saved/)")
+            raise MethodSettingError(f"tada_init_checkpoint {path} does not exist (train the plain "
+                                     f"{self.backbone_class.__name__} first; its best checkpoint is in saved/)")
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         trained = checkpoint.get("config", {})["model"] if checkpoint.get("config") else None
         if trained != self.backbone_class.__name__:
-            raise ValueError(f"tada_init_checkpoint {path} holds a {trained}, not a "
-                             f"{self.backbone_class.__name__}")
+            raise MethodSettingError(f"tada_init_checkpoint {path} holds a {trained}, not a "
+                                     f"{self.backbone_class.__name__}")
         self.load_state_dict(checkpoint["state_dict"])
         self.logger.info(f"{type(self).__name__}: starts from the trained {trained} in {path}")
 
