@@ -83,3 +83,26 @@ def test_the_model_is_cached_and_recomputed_when_the_data_change(ml100k, tmp_pat
     assert all(np.array_equal(first.head[h], again.head[h]) for h in first.head)
     assert all(np.array_equal(first.tail[t], again.tail[t]) for t in first.tail)
     assert len(other.label) == n_items  # the changed data were computed anew (the log above)
+
+
+def test_a_capped_model_keeps_the_items_in_the_most_sequences(ml100k):
+    seqs, n_items = ml100k
+    items, b = slis_matrix(seqs, n_items, max_items=300)
+    per_item = np.zeros(n_items, dtype=int)
+    for s in seqs:
+        per_item[np.unique(s[-50:])] += 1
+    assert len(items) == 300 and set(items) == set(np.argsort(-per_item, kind="stable")[:300])
+    # the same closed form over those columns only
+    x = np.zeros((len(seqs), 300))
+    for u, s in enumerate(seqs):
+        kept = np.intersect1d(np.unique(s[-50:]), items)
+        x[u, np.searchsorted(items, kept)] = 1
+    p = np.linalg.inv(x.T @ x + 0.1 * np.eye(300))
+    gamma = np.where(1 - 0.1 * np.diag(p) <= 0.2, 0.1, 0.8 / np.diag(p))
+    expected = np.eye(300) - p * gamma[None, :]
+    np.fill_diagonal(expected, np.minimum(np.diag(expected), 0.2))
+    np.testing.assert_allclose(b, expected, atol=2e-4)
+    sets = candidate_sets(seqs, n_items, 0.2, 0.3, 10, max_items=300)
+    _, tail_rel = adjacency(seqs, sets.label)
+    left_out = [t for t in sets.tail if t not in set(items)]
+    assert left_out and all(set(sets.tail[t].tolist()) == tail_rel.get(t, set()) for t in left_out)

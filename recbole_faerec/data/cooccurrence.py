@@ -26,10 +26,11 @@ head item ``h`` somewhere; ``tail_rel[t]`` = every item right before tail item `
 :math:`C_{tail}(t) = tail\_rel[t] \cup topk(t)`. Head items are the top ``head_ratio`` of the items
 seen in training by training count (ties by first appearance), tail items the other seen items.
 
-Memory: ``B`` is dense over the items seen in training, ``m x m`` float32 (amazon-beauty: 12,101
-items, 0.59 GB per matrix, about 3 matrices at the peak). ``beauty-large-ids`` spreads the same
-items over 57,289 ids; restricted to the items seen in training it is the same size, where the
-authors' dense form over every id would take 13 GB per matrix. Only the top-k lists and the
+Memory: ``B`` is dense over the items seen in training, ``m x m`` float32, about three such
+matrices at the peak (amazon-beauty: 12,101 items, 0.55 GiB each; ``benchmarks/tada_cooccurrence.py``
+measures it). The authors' dense form over every id of a 57,289-item catalogue (beauty-large-ids)
+would take 13 GB a matrix: ``max_items`` (``tada_slis_max_items``) keeps the items in the most
+training sequences, and the others get adjacency candidates only. Only the top-k lists and the
 candidate sets are kept and cached (:func:`cooccurrence_model`).
 """
 
@@ -39,7 +40,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -47,10 +48,11 @@ LAMBDA, XI, WINDOW = 0.1, 0.2, 50
 
 
 def slis_matrix(sequences: Sequence[np.ndarray], n_items: int, lam: float = LAMBDA, xi: float = XI,
-                window: int = WINDOW, dtype=np.float32):
+                window: int = WINDOW, dtype=np.float32, max_items: Optional[int] = None):
     """``(items, B)``: the items seen in ``sequences`` (internal ids, ascending) and SLIS's ``B``
     over them (``B[a, b]`` relates ``items[a]`` to ``items[b]``). Each sequence counts its last
-    ``window`` items."""
+    ``window`` items. ``max_items`` keeps only that many of the items in the most sequences (ties
+    by id): the dense matrices are ``m x m``, so a 57k-item catalogue would take 13 GB each."""
     from scipy import sparse
 
     rows, cols = [], []
@@ -60,7 +62,11 @@ def slis_matrix(sequences: Sequence[np.ndarray], n_items: int, lam: float = LAMB
         rows.append(np.full(len(distinct), u))
         cols.append(distinct)
     rows, cols = np.concatenate(rows), np.concatenate(cols)
-    items = np.unique(cols)
+    items, counts = np.unique(cols, return_counts=True)
+    if max_items is not None and len(items) > max_items:
+        items = np.sort(items[np.argsort(-counts, kind="stable")[:max_items]])
+        keep = np.isin(cols, items)
+        rows, cols = rows[keep], cols[keep]
     local = np.searchsorted(items, cols)
     x = sparse.csr_matrix((np.ones(len(rows), dtype=dtype), (rows, local)),
                           shape=(len(sequences), len(items)))
@@ -140,11 +146,13 @@ class CandidateSets:
 
 
 def candidate_sets(sequences: Sequence[np.ndarray], n_items: int, head_ratio: float, th: float,
-                   top_k: int, lam: float = LAMBDA, xi: float = XI) -> CandidateSets:
+                   top_k: int, lam: float = LAMBDA, xi: float = XI,
+                   max_items: Optional[int] = None) -> CandidateSets:
     """:math:`C_{head}(h) = head\\_rel[h] \\cup topk(h)` and :math:`C_{tail}(t) = tail\\_rel[t]
-    \\cup topk(t)` (see the module)."""
+    \\cup topk(t)` (see the module); items left out of SLIS by ``max_items`` have adjacency
+    candidates only."""
     label = training_head(sequences, n_items, head_ratio)
-    items, b = slis_matrix(sequences, n_items, lam, xi)
+    items, b = slis_matrix(sequences, n_items, lam, xi, max_items=max_items)
     similar = top_similar(items, b, th, top_k)
     del b
     head_rel, tail_rel = adjacency(sequences, label)
@@ -184,11 +192,12 @@ def _unpack(offsets: np.ndarray, flat: np.ndarray, items: np.ndarray) -> Dict[in
 
 
 def cooccurrence_model(path: str, sequences: Sequence[np.ndarray], n_items: int, head_ratio: float,
-                       th: float, top_k: int, logger=None) -> CandidateSets:
+                       th: float, top_k: int, logger=None,
+                       max_items: Optional[int] = None) -> CandidateSets:
     """:func:`candidate_sets`, read from ``path`` (an ``.npz``) when it was made from the same
     training sequences and settings, else computed and written there (temporary file + rename)."""
     settings = {"lambda": LAMBDA, "xi": XI, "window": WINDOW, "head_ratio": head_ratio, "th": th,
-                "top_k": top_k, "n_items": n_items}
+                "top_k": top_k, "n_items": n_items, "max_items": max_items}
     digest = _digest(sequences, settings)
     if os.path.isfile(path):
         with np.load(path) as f:
@@ -198,7 +207,12 @@ def cooccurrence_model(path: str, sequences: Sequence[np.ndarray], n_items: int,
                     logger.info(f"TADA candidate sets: reused {path}")
                 return CandidateSets(label, _unpack(f["head_offsets"], f["head"], np.flatnonzero(label == 1)),
                                      _unpack(f["tail_offsets"], f["tail"], np.flatnonzero(label == 0)))
-    sets = candidate_sets(sequences, n_items, head_ratio, th, top_k)
+    seen = len(np.unique(np.concatenate([np.asarray(q[-WINDOW:]) for q in sequences])))
+    if logger and max_items is not None and seen - 1 > max_items:
+        logger.warning(f"TADA: {seen - 1} items seen in training; the co-occurrence model keeps the "
+                       f"{max_items} in the most sequences (tada_slis_max_items), the others get "
+                       f"adjacency candidates only")
+    sets = candidate_sets(sequences, n_items, head_ratio, th, top_k, max_items=max_items)
     head_offsets, head = _pack(sets.head, n_items)
     tail_offsets, tail = _pack(sets.tail, n_items)
     directory = os.path.dirname(os.path.abspath(path))

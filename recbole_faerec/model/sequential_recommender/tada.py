@@ -75,7 +75,8 @@ class TADAMixin:
                                        self.USER_ID)
         sets = cooccurrence_model(self._cache_path(config), sequences, self.n_items,
                                   float(config["head_ratio"]), float(config["tada_th"]),
-                                  int(config["tada_top_k"]), self.logger)
+                                  int(config["tada_top_k"]), self.logger,
+                                  max_items=config["tada_slis_max_items"])
         self.operators = TadaOperators(sets, self.n_items, float(config["tada_rate_a"]),
                                        float(config["tada_rate_b"]), self.max_seq_length)
         # tail-preference users: at least half of their training items are tail items
