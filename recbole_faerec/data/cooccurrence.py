@@ -26,9 +26,9 @@ head item ``h`` somewhere; ``tail_rel[t]`` = every item right before tail item `
 :math:`C_{tail}(t) = tail\_rel[t] \cup topk(t)`. Head items are the top ``head_ratio`` of the items
 seen in training by training count (ties by first appearance), tail items the other seen items.
 
-Memory: ``B`` is dense over the items seen in training, ``m x m`` float32, about three such
-matrices at the peak (amazon-beauty: 12,101 items, 0.55 GiB each; ``benchmarks/tada_cooccurrence.py``
-measures it). The authors' dense form over every id of a 57,289-item catalogue (beauty-large-ids)
+Memory: ``B`` is dense over the items seen in training, ``m x m`` float32, built and inverted in
+place (amazon-beauty: 12,061 items seen in training, 0.54 GiB a matrix;
+``benchmarks/tada_cooccurrence.py`` measures time and peak memory). The authors' dense form over every id of a 57,289-item catalogue (beauty-large-ids)
 would take 13 GB a matrix: ``max_items`` (``tada_slis_max_items``) keeps the items in the most
 training sequences, and the others get adjacency candidates only. Only the top-k lists and the
 candidate sets are kept and cached (:func:`cooccurrence_model`).
@@ -70,15 +70,23 @@ def slis_matrix(sequences: Sequence[np.ndarray], n_items: int, lam: float = LAMB
     local = np.searchsorted(items, cols)
     x = sparse.csr_matrix((np.ones(len(rows), dtype=dtype), (rows, local)),
                           shape=(len(sequences), len(items)))
-    gram = (x.T @ x).toarray().astype(dtype)
+    # X^T X accumulated over blocks of users (dense BLAS, one m x m matrix alive), then inverted
+    # and turned into B in place: about one m x m matrix at the peak
+    gram = np.zeros((len(items), len(items)), dtype=dtype)
+    for start in range(0, x.shape[0], 2048):
+        block = x[start:start + 2048].toarray()
+        gram += block.T @ block
     gram[np.diag_indices_from(gram)] += lam
-    p = np.linalg.inv(gram)
+    from scipy.linalg import inv
+
+    # X^T X + lambda I is symmetric: its transpose is a Fortran-ordered view LAPACK inverts in
+    # place, and the transposed result is P again, C-ordered
+    b = inv(gram.T, overwrite_a=True, check_finite=False).T  # P
     del gram
-    diag = np.diag(p).copy()
+    diag = np.diag(b).copy()
     gamma = np.where(1 - lam * diag <= xi, lam, (1 - xi) / diag).astype(dtype)
-    b = -p * gamma[None, :]  # I - P diag(gamma), the identity added on the diagonal below
-    del p
-    b[np.diag_indices_from(b)] += 1
+    b *= -gamma[None, :]  # - P diag(gamma) ...
+    b[np.diag_indices_from(b)] += 1  # ... + I
     b[np.diag_indices_from(b)] = np.minimum(np.diag(b), xi)
     return items, b
 
