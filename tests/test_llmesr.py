@@ -205,13 +205,19 @@ def test_cfsr_defaults_and_its_layers_of_fusion(cfsr):
     assert not torch.allclose(user, torch.cat([last_id, last_llm], -1))  # it does fuse
 
 
-def test_cfsr_sequence_fusion_stays_causal(cfsr):
-    _, model, batch = cfsr
+def later_items_changed(model, batch):
+    """Four sequences of at least 6 items, and the same with every item from position 3 on redrawn."""
     seq, length = batch["item_id_list"], batch["item_length"]
     keep = length >= 6
     seq, length = seq[keep][:4], length[keep][:4]
     changed = seq.clone()
     changed[:, 3:] = torch.randint(1, model.n_items, changed[:, 3:].shape)
+    return seq, length, changed
+
+
+def test_cfsr_sequence_fusion_stays_causal(cfsr):
+    _, model, batch = cfsr
+    seq, length, changed = later_items_changed(model, batch)
     with torch.no_grad():
         before = model.dual_states(seq, length, True)
         after = model.dual_states(changed, length, True)
@@ -222,11 +228,7 @@ def test_cfsr_sequence_fusion_stays_causal(cfsr):
 def test_llmesr_states_are_causal_and_the_original_is_not(sasrec):
     model, batch = sasrec
     model.eval()
-    seq, length = batch["item_id_list"], batch["item_length"]
-    keep = length >= 6
-    seq, length = seq[keep][:4], length[keep][:4]
-    changed = seq.clone()
-    changed[:, 3:] = torch.randint(1, model.n_items, changed[:, 3:].shape)
+    seq, length, changed = later_items_changed(model, batch)
     with torch.no_grad():
         before, after = model.dual_states(seq, length, True), model.dual_states(changed, length, True)
         torch.testing.assert_close(after[:, :3], before[:, :3])

@@ -184,7 +184,9 @@ def _digest(sequences: Sequence[np.ndarray], settings: Dict) -> str:
     return h.hexdigest()
 
 
-def _pack(sets: Dict[int, np.ndarray], n_items: int):
+def pack_sets(sets: Dict[int, np.ndarray], n_items: int):
+    """``(offsets, flat)``: item ``i``'s set is ``flat[offsets[i]:offsets[i + 1]]`` (empty for
+    items without one)."""
     offsets = np.zeros(n_items + 1, dtype=np.int64)
     for item, values in sets.items():
         offsets[item + 1] = len(values)
@@ -221,8 +223,8 @@ def cooccurrence_model(path: str, sequences: Sequence[np.ndarray], n_items: int,
                        f"{max_items} in the most sequences (tada_slis_max_items), the others get "
                        f"adjacency candidates only")
     sets = candidate_sets(sequences, n_items, head_ratio, th, top_k, max_items=max_items)
-    head_offsets, head = _pack(sets.head, n_items)
-    tail_offsets, tail = _pack(sets.tail, n_items)
+    head_offsets, head = pack_sets(sets.head, n_items)
+    tail_offsets, tail = pack_sets(sets.tail, n_items)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.npz"
@@ -248,5 +250,5 @@ def training_sequences(dataset, item_seq_field: str, length_field: str, target_f
     return [np.append(seqs[r, : lens[r]], targets[r]) for r in first]
 
 
-__all__ = ["CandidateSets", "adjacency", "candidate_sets", "cooccurrence_model", "slis_matrix",
-           "top_similar", "training_head", "training_sequences"]
+__all__ = ["CandidateSets", "adjacency", "candidate_sets", "cooccurrence_model", "pack_sets",
+           "slis_matrix", "top_similar", "training_head", "training_sequences"]

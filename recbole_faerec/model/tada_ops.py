@@ -24,7 +24,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from recbole_faerec.data.cooccurrence import CandidateSets
+from recbole_faerec.data.cooccurrence import CandidateSets, pack_sets
 
 
 @dataclass
@@ -37,14 +37,7 @@ class PackedSets:
 
     @classmethod
     def of(cls, sets: Dict[int, np.ndarray], n_items: int) -> "PackedSets":
-        counts = np.zeros(n_items + 1, dtype=np.int64)
-        for item, values in sets.items():
-            counts[item + 1] = len(values)
-        offsets = np.cumsum(counts)
-        flat = np.zeros(offsets[-1], dtype=np.int64)
-        for item, values in sets.items():
-            flat[offsets[item]:offsets[item + 1]] = values
-        return cls(offsets, flat)
+        return cls(*pack_sets(sets, n_items))
 
     def count(self, items: np.ndarray) -> np.ndarray:
         return self.offsets[items + 1] - self.offsets[items]
