@@ -14,7 +14,7 @@ TINY = {**TINY_SASREC, "MAX_ITEM_LIST_LENGTH": 8, "embedding_size": 8, "state": 
 
 
 @pytest.fixture(scope="module")
-def sasrec(session_cache):
+def sasrec(cache):
     config, model, train = build_model("LLMESR_SASRec", TINY)
     return model, next(iter(train))
 
@@ -113,7 +113,7 @@ def test_the_teacher_is_other_users_and_carries_no_gradient(sasrec):
     assert all(p.grad is None for p in model.parameters())  # the teacher is detached
 
 
-def test_backbones_it_cannot_run(session_cache):
+def test_backbones_it_cannot_run(cache):
     from recbole_faerec.model.llm_item import UNWRAPPABLE
 
     assert "no sequence-encoder adapter" in UNWRAPPABLE["LLMESR_NARM"]
@@ -179,7 +179,7 @@ def test_user_prompt_keeps_the_most_recent_items():
 # ---- LLM-CFSR (a reconstruction on LLM-ESR) ------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def cfsr(session_cache):
+def cfsr(cache):
     config, model, train = build_model("LLMCFSR_SASRec", TINY)
     return config, model.eval(), next(iter(train))
 

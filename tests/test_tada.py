@@ -13,7 +13,7 @@ TINY = {**TINY_SASREC, "state": "WARNING", "train_batch_size": 256,
 
 
 @pytest.fixture(scope="module")
-def tada(session_cache):
+def tada(cache):
     config, model, train = build_model("TADA_SASRec", TINY)
     return config, model, next(iter(train))
 
@@ -41,7 +41,7 @@ def test_mixing_losses_by_hand(tada):
     assert cross.item() == pytest.approx(by_hand.item(), rel=1e-5)
 
 
-def test_bce_mixes_target_and_negative_embeddings(session_cache):
+def test_bce_mixes_target_and_negative_embeddings(cache):
     _, model, train = build_model("TADA_SASRec", {**TINY, "loss_type": "BCE",
                                                   "train_neg_sample_args": {"distribution": "uniform",
                                                                             "sample_num": 1}})
