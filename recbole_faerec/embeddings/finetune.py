@@ -115,7 +115,7 @@ def finetune_encoder(item_path: str, settings: PromptSettings, output_dir: str,
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total, steps = total + float(loss), steps + 1
+            total, steps = total + loss.item(), steps + 1
         losses.append(total / max(steps, 1))
         if progress:
             logger.info(f"fine-tuning epoch {epoch}: loss {losses[-1]:.4f} ({steps} steps, "
