@@ -241,12 +241,12 @@ def training_sequences(dataset, item_seq_field: str, length_field: str, target_f
                        uid_field: str) -> List[np.ndarray]:
     """Each user's training items, oldest first: the longest training row's input and its target
     (RecBole's leave-one-out training part, ``s[:-2]``, within ``MAX_ITEM_LIST_LENGTH`` + 1)."""
+    from recbole_faerec.model.positions import longest_rows
+
     feat = dataset.inter_feat
-    users = feat[uid_field].numpy()
-    lengths = feat[length_field].numpy()
-    order = np.lexsort((-lengths, users))
-    first = order[np.unique(users[order], return_index=True)[1]]
-    seqs, lens, targets = feat[item_seq_field].numpy(), lengths, feat[target_field].numpy()
+    lens = feat[length_field].numpy()
+    first = longest_rows(feat[uid_field].numpy(), lens)
+    seqs, targets = feat[item_seq_field].numpy(), feat[target_field].numpy()
     return [np.append(seqs[r, : lens[r]], targets[r]) for r in first]
 
 

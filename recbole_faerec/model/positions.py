@@ -183,6 +183,12 @@ def _warn_if_prefix_rows(model, interaction) -> None:
             "loader through recbole_faerec.model.positions.one_row_per_user")
 
 
+def longest_rows(users: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The row of each user's longest prefix (its whole training sequence), by ascending user id."""
+    order = np.lexsort((-lengths, users))  # by user, the longest prefix first
+    return order[np.unique(users[order], return_index=True)[1]]
+
+
 def one_row_per_user(train_data, config):
     """RecBole's training loader with only each user's longest prefix (its training sequence), for
     ``train_positions: all``; the loader itself when the setting is ``last``."""
@@ -196,14 +202,11 @@ def one_row_per_user(train_data, config):
     dataset = train_data._dataset
     feat = dataset.inter_feat
     users = feat[dataset.uid_field].numpy()
-    lengths = feat[config["ITEM_LIST_LENGTH_FIELD"]].numpy()
-    order = np.lexsort((-lengths, users))  # by user, the longest prefix first
-    first = np.unique(users[order], return_index=True)[1]
-    keep = torch.as_tensor(np.sort(order[first]))
+    keep = torch.as_tensor(np.sort(longest_rows(users, feat[config["ITEM_LIST_LENGTH_FIELD"]].numpy())))
     getLogger().info(f"{KEY}: all: {len(keep)} training rows (one per user) of {len(users)} prefixes")
     rows = dataset.copy(feat[keep])
     return type(train_data)(config, rows, train_data._sampler, shuffle=config["shuffle"])
 
 
-__all__ = ["KEY", "TrainPositionsError", "all_positions_loss", "one_row_per_user",
+__all__ = ["KEY", "TrainPositionsError", "all_positions_loss", "longest_rows", "one_row_per_user",
            "position_targets", "positions_init", "sample_negatives", "supports_all_positions"]

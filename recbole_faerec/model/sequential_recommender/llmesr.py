@@ -63,7 +63,7 @@ from torch.nn import functional as F
 from recbole_faerec.model.encoder import cannot_encode, encode, encode_last, encoder_name
 from recbole_faerec.model.llm_item import (LLMItemMixin, MethodBackboneError, MethodSettingError,
                                            method_family)
-from recbole_faerec.model.positions import position_targets, sample_negatives
+from recbole_faerec.model.positions import longest_rows, position_targets, sample_negatives
 
 USER_EMBEDDINGS = ("text", "item_mean")
 
@@ -175,9 +175,7 @@ class LLMESRMixin(LLMItemMixin):
         its length, and its target (the last training item; 0 for users without a row)."""
         feat = dataset.inter_feat
         users = feat[self.USER_ID].numpy()
-        lengths = feat[self.ITEM_SEQ_LEN].numpy()
-        order = np.lexsort((-lengths, users))
-        first = order[np.unique(users[order], return_index=True)[1]]
+        first = longest_rows(users, feat[self.ITEM_SEQ_LEN].numpy())
         n_users = dataset.num(self.USER_ID)
         seq = torch.zeros(n_users, self.max_seq_length, dtype=torch.long)
         length = torch.zeros(n_users, dtype=torch.long)
