@@ -1,6 +1,9 @@
-"""TADA_<Backbone> (recbole_faerec/model/sequential_recommender/tada.py) on real ml-100k data: the
-mixing losses with fixed draws against hand computation, tail-preference users, the two stages, a
-short run through the entry point that reuses the cached co-occurrence model."""
+"""TADA_<Backbone> (recbole_faerec/model/sequential_recommender/tada.py) and FAERec_TADA_<Backbone>
+(faerec_tada.py) on real ml-100k data: the mixing losses with fixed draws against hand computation
+(last position and every position), tail-preference users, the two stages, the combination's shared
+step, short runs through the entry point that reuse the cached co-occurrence model."""
+
+import re
 
 import numpy as np
 import pytest
@@ -27,7 +30,8 @@ def test_mixing_losses_by_hand(tada):
     alpha = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.7, 0.2])
     group = torch.tensor([True, False, True, True, False, False])
     a, perm = torch.tensor([0.2, 0.4, 0.6, 0.8, 0.1, 0.3]), torch.tensor([5, 4, 3, 2, 1, 0])
-    self_mix, cross = model.mixing_losses(original, o1, o2, target, None, alpha, [group], [(a, perm)])
+    self_mix, cross = model.mixing_losses(original, o1, o2, (target, target), (None, None), alpha,
+                                          [group], [(a, perm)])
     table = model.item_embedding.weight
     mixed = alpha[:, None] * o1 + (1 - alpha[:, None]) * o2
     assert self_mix.item() == pytest.approx(F.cross_entropy(mixed @ table.T, target).item(), rel=1e-5)
@@ -113,3 +117,103 @@ def test_a_run_through_the_entry_point_reuses_the_cached_model(tada, tmp_path):
     out = proc.stdout + proc.stderr
     assert "TADA candidate sets: reused" in out
     assert "self_mix" in out and "cross_mix" in out and "test result" in out
+
+
+def test_every_position_mixing_by_hand(tada):
+    """Right-aligned [B, L, d] outputs: the self-mix scores every position of the views that has a
+    target; the cross-mix the positions where both rows of a pair have one."""
+    _, model, _ = tada
+    torch.manual_seed(2)
+    b, length, d = 3, 2, model.item_embedding.embedding_dim
+    original, o1, o2 = (torch.randn(b, length, d) for _ in range(3))
+    target = torch.tensor([[0, 5], [7, 8], [3, 4]])  # row 0 is one position long
+    view_target = torch.tensor([[9, 5], [7, 8], [0, 4]])
+    alpha = torch.tensor([0.1, 0.6, 0.3])
+    group = torch.tensor([True, True, False])
+    a, perm = torch.tensor([0.2, 0.4, 0.7, 0.9]), torch.tensor([1, 0, 3, 2])
+    self_mix, cross = model.mixing_losses(original, o1, o2, (target, view_target), (None, None),
+                                          alpha, [group], [(a, perm)])
+    table = model.item_embedding.weight
+    mixed = alpha[:, None, None] * o1 + (1 - alpha[:, None, None]) * o2
+    rows, cols = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([0, 1, 0, 1, 1])
+    by_hand = F.cross_entropy(mixed[rows, cols] @ table.T, view_target[rows, cols])
+    assert self_mix.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    outs = torch.cat([original[group], o2[group]])  # rows: o[0], o[1], o2[0], o2[1]
+    tgts = torch.cat([target[group], view_target[group]])
+    mixed = a[:, None, None] * outs + (1 - a[:, None, None]) * outs[perm]
+    # pairs (0,1) and (1,0): position 0 of row 0 has no target -> position 1 only; (2,3), (3,2): both
+    pairs = [(0, 1), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1)]
+    terms = []
+    for r, t in pairs:
+        logp = F.log_softmax(mixed[r, t] @ table.T, 0)
+        terms.append(-(a[r] * logp[tgts[r, t]] + (1 - a[r]) * logp[tgts[perm][r, t]]))
+    assert cross.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def every_position(cache):
+    config, model, train = build_model("TADA_SASRec", {**TINY, "train_positions": "all"})
+    return config, model, next(iter(train))
+
+
+def test_every_position_training_reuses_the_recommendation_pass(every_position):
+    """train_positions: all (the authors' way): one forward for the loss and one per view (the
+    prefix rows need a fourth), and the views' every position is scored."""
+    _, model, batch = every_position
+    model.train()
+    calls = []
+    hook = model.trm_encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        losses = model.calculate_loss(batch)
+    finally:
+        hook.remove()
+    assert len(calls) == 3 and len(losses) == 3 and all(torch.isfinite(x) for x in losses)
+    assert model.sequence_states.shape[:2] == batch["item_id_list"].shape
+    sum(losses).backward()
+    assert model.item_embedding.weight.grad is not None
+
+
+def test_faerec_tada_shares_one_fused_table_and_the_epoch(cache, tmp_path):
+    """FAERec_TADA_SASRec: four named losses; FAERec's curriculum gets the epoch through TADA;
+    under CE the step's forwards (row, two views) and scores share one projector pass; the second
+    stage starts from a FAERec_SASRec checkpoint."""
+    settings = {**TINY, "train_positions": "all"}
+    config, model, train = build_model("FAERec_TADA_SASRec", settings)
+    batch = next(iter(train))
+    model.train()
+    model.set_epoch(4)
+    assert model.current_epoch == 4
+    calls = []
+    hook = model.item_embedding.projector.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        losses = model.calculate_loss(batch)
+    finally:
+        hook.remove()
+    assert model.loss_names == ("rec", "align", "self_mix", "cross_mix") and len(losses) == 4
+    assert len(calls) == 1 and all(torch.isfinite(x) for x in losses)
+    sum(losses).backward()
+    assert model.item_embedding.gate.fc1.weight.grad is not None
+
+    _, faerec, _ = build_model("FAERec_SASRec", settings)
+    path = tmp_path / "FAERec-stage1.pth"
+    torch.save({"config": {"model": "FAERec_SASRec"}, "state_dict": faerec.state_dict()}, path)
+    _, second, _ = build_model("FAERec_TADA_SASRec", {**settings, "tada_init_checkpoint": str(path)})
+    for key, value in faerec.state_dict().items():
+        assert torch.equal(second.state_dict()[key], value), key
+    torch.save({"config": {"model": "SASRec"}, "state_dict": {}}, tmp_path / "plain.pth")
+    with pytest.raises(ValueError, match="holds a SASRec, not a FAERec_SASRec"):
+        build_model("FAERec_TADA_SASRec", {**settings, "tada_init_checkpoint": str(tmp_path / "plain.pth")})
+
+
+def test_faerec_tada_through_the_entry_point(every_position, tmp_path):
+    """Every position, BCE: trains, logs the four losses by name, evaluates."""
+    args = [f"--{k}={v}" for k, v in {**TINY, "state": "INFO", "train_positions": "all",
+                                      "loss_type": "BCE"}.items()]
+    proc = run_py([REPO / "run_recbole_faerec.py", "--model=FAERec_TADA_SASRec", "--dataset=ml-100k",
+                   *args], cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "TADA candidate sets: reused" in out
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out)  # RecBole colours the names
+    assert re.search(r"rec: [0-9.]+, align: [0-9.]+, self_mix: [0-9.]+, cross_mix: [0-9.]+", plain)
+    assert "test result" in out

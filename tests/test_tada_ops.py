@@ -64,3 +64,15 @@ def test_t_insert_views_keep_their_last_max_len_positions():
             break
     assert v.inserted[0] and v.length[0] == 4
     assert v.view1[0].tolist() == [3, 3, 4, 4, 0] and v.targets[0].tolist() == [4, 4, 5, 5, 0]
+
+
+def test_right_align_moves_each_rows_end_to_the_last_position():
+    import torch
+
+    from recbole_faerec.model.tada_ops import right_align
+
+    x = torch.tensor([[1, 2, 0], [3, 0, 0], [4, 5, 6]])
+    assert right_align(x, torch.tensor([2, 1, 3])).tolist() == [[0, 1, 2], [0, 0, 3], [4, 5, 6]]
+    states = torch.arange(12.0).view(2, 3, 2)  # [B, L, d]
+    out = right_align(states, torch.tensor([1, 3]))
+    assert out[0].tolist() == [[0, 0], [0, 0], [0, 1]] and torch.equal(out[1], states[1])

@@ -155,7 +155,10 @@ class ItemTableCache(nn.Module):
     def shared_tables(self):
         """Within one training step, fuse every item once and let the sequence input, the
         full-table output (CE) and the alignment views share that pass, instead of projecting and
-        fusing again for each."""
+        fusing again for each. Nested (a method that wraps another's step): the outer one's."""
+        if self._step_tables:
+            yield
+            return
         self._step_tables = True
         try:
             yield

@@ -108,16 +108,9 @@ def _every_position(model, calculate_loss, interaction):
     forward = model.forward
 
     def every_position_forward(seq, seq_len):
-        model.gather_indexes = lambda output, index: output  # keep every position
-        try:
-            output = forward(seq, seq_len)
-        finally:
-            del model.gather_indexes
+        output = every_position_output(model, seq, seq_len, forward)
         if getattr(model, "keep_states", False):  # methods that read every position's state
             model.sequence_states = output
-        if output.dim() != 3 or output.shape[:2] != seq.shape:
-            raise TrainPositionsError(f"{type(model).__name__}.forward gave {tuple(output.shape)}, "
-                                      f"not one output per position {tuple(seq.shape)}")
         return output[mask]
 
     flat = {model.POS_ITEM_ID: targets[mask]}
@@ -131,6 +124,21 @@ def _every_position(model, calculate_loss, interaction):
         return calculate_loss(model, per_position)
     finally:
         del model.forward
+
+
+def every_position_output(model, seq: torch.Tensor, seq_len: torch.Tensor, forward=None) -> torch.Tensor:
+    """The causal backbone's output at every position ``[B, L, d]``: its own ``forward`` (or the
+    given one) with its final ``gather_indexes`` skipped."""
+    forward = forward or model.forward
+    model.gather_indexes = lambda output, index: output  # keep every position
+    try:
+        output = forward(seq, seq_len)
+    finally:
+        del model.gather_indexes
+    if output.dim() != 3 or output.shape[:2] != seq.shape:
+        raise TrainPositionsError(f"{type(model).__name__}.forward gave {tuple(output.shape)}, "
+                                  f"not one output per position {tuple(seq.shape)}")
+    return output
 
 
 def sample_negatives(item_seq: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
@@ -208,5 +216,5 @@ def one_row_per_user(train_data, config):
     return type(train_data)(config, rows, train_data._sampler, shuffle=config["shuffle"])
 
 
-__all__ = ["KEY", "TrainPositionsError", "all_positions_loss", "longest_rows", "one_row_per_user",
+__all__ = ["KEY", "TrainPositionsError", "all_positions_loss", "every_position_output", "longest_rows", "one_row_per_user",
            "position_targets", "positions_init", "sample_negatives", "supports_all_positions"]

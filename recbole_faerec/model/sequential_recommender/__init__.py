@@ -10,6 +10,7 @@ from recbole_faerec.model.sequential_recommender.fmlprec import FMLPRec
 from recbole_faerec.model.sequential_recommender.gmlp import gMLP
 from recbole_faerec.model.sequential_recommender.lrurec import LRURec
 from recbole_faerec.model.sequential_recommender import faerec as _faerec
+from recbole_faerec.model.sequential_recommender import faerec_tada as _faerec_tada
 from recbole_faerec.model.sequential_recommender import llmcfsr as _llmcfsr
 from recbole_faerec.model.sequential_recommender import llmesr as _llmesr
 from recbole_faerec.model.sequential_recommender import llminit as _llminit
@@ -21,6 +22,7 @@ from recbole_faerec.model.sequential_recommender.llmesr import *  # noqa: F401,F
 from recbole_faerec.model.sequential_recommender.llminit import *  # noqa: F401,F403  LLMInit_<Backbone>
 from recbole_faerec.model.sequential_recommender.rlmrec import *  # noqa: F401,F403  RLMRecCon_/RLMRecGen_
 from recbole_faerec.model.sequential_recommender.tada import *  # noqa: F401,F403  TADA_<Backbone>
+from recbole_faerec.model.sequential_recommender.faerec_tada import *  # noqa: F401,F403  FAERec_TADA_<B>
 
-__all__ = ["FMLPRec", "LRURec", "gMLP", *_faerec.__all__, *_llmcfsr.__all__, *_llmesr.__all__,
+__all__ = ["FMLPRec", "LRURec", "gMLP", *_faerec.__all__, *_faerec_tada.__all__, *_llmcfsr.__all__, *_llmesr.__all__,
            *_llminit.__all__, *_rlmrec.__all__, *_tada.__all__]

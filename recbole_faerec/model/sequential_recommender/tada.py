@@ -18,14 +18,22 @@ permuted by a random :math:`\pi`, and outputs and targets are mixed with the sam
 :math:`\alpha\,\mathrm{onehot}(y) + (1 - \alpha)\,\mathrm{onehot}(y_\pi)` under CE (the mixed target
 embeddings :math:`\alpha E_y + (1-\alpha) E_{y_\pi}` and negatives under BPR/BCE, as the authors).
 
-This is the notes' plugin adaptation for RecBole's prefix rows (``train_positions: last``): the
-operators act on ``item_id_list``, ``item_id`` stays the row's target, the last-position outputs are
-mixed. Head/tail items and tail-preference users come from the training part, as in the authors'
-code (the evaluator's head/tail keeps its own ``popularity_source``).
+Two ways to train, after RecBole's ``train_positions``:
+
+* ``last`` (RecBole's prefix rows), the notes' plugin adaptation: the operators act on
+  ``item_id_list``, ``item_id`` stays the row's target, the last-position outputs are mixed.
+* ``all`` (every position of each user's training sequence, as the authors train): the operators
+  carry each position's target (and negative) with it, T-Insert duplicating them; the outputs of
+  every position are mixed and scored, and the cross-mix pairs positions by their distance from the
+  end of the sequence (the authors' left padding). The cross-mix scores the positions where both
+  rows of a pair have a target; the authors' code also mixes a row with its partner's padding.
+
+Head/tail items and tail-preference users come from the training part, as in the authors' code (the
+evaluator's head/tail keeps its own ``popularity_source``).
 
 **Two stages** as the authors train: ``tada_init_checkpoint`` names a checkpoint of the plain backbone
-(RecBole's ``saved/<Backbone>-....pth``), whose weights start this model; empty: one stage from
-scratch.
+(RecBole's ``saved/<Backbone>-....pth``; for ``FAERec_TADA_<Backbone>``, of ``FAERec_<Backbone>``),
+whose weights start this model; empty: one stage from scratch.
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ import torch.nn.functional as F
 
 from recbole_faerec.data.cooccurrence import cooccurrence_model, training_sequences
 from recbole_faerec.model.llm_item import MethodSettingError, method_family
-from recbole_faerec.model.tada_ops import TadaOperators
+from recbole_faerec.model.positions import every_position_output, position_targets
+from recbole_faerec.model.tada_ops import TadaOperators, right_align
 
 #: backbones whose scores are dot products of their output with ``item_embedding`` (checked)
 TADA_BACKBONES = ("SASRec", "GRU4Rec", "NARM", "LightSANs", "FMLPRec", "LRURec", "gMLP")
@@ -67,9 +76,8 @@ class TADAMixin:
         super().__init__(config, dataset)
         self.logger = logging.getLogger()
         self.tada_loss_type = config["loss_type"]
-        if getattr(self, "train_positions", "last") != "last":
-            raise MethodSettingError(f"{type(self).__name__}: TADA mixes the last-position outputs "
-                                     f"of RecBole's prefix rows; train_positions: all is not supported")
+        if self.train_positions == "all":
+            self.keep_states = True  # the cross-mix reuses the recommendation loss's outputs
         self.beta = float(config["tada_beta"])
         sequences = training_sequences(dataset, self.ITEM_SEQ, self.ITEM_SEQ_LEN, self.POS_ITEM_ID,
                                        self.USER_ID)
@@ -94,16 +102,21 @@ class TADAMixin:
 
         return os.path.join(embedding_paths(config).directory, f"{config['dataset']}.tada.npz")
 
+    @property
+    def first_stage(self) -> str:
+        """The model whose trained checkpoint starts the second stage: the plain backbone."""
+        return self.backbone_class.__name__
+
     def _load_backbone(self, path: str) -> None:
-        """The first stage: the plain backbone's trained weights."""
+        """The first stage: the trained weights of :attr:`first_stage`."""
         if not os.path.isfile(path):
             raise MethodSettingError(f"tada_init_checkpoint {path} does not exist (train the plain "
-                                     f"{self.backbone_class.__name__} first; its best checkpoint is in saved/)")
+                                     f"{self.first_stage} first; its best checkpoint is in saved/)")
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         trained = checkpoint.get("config", {})["model"] if checkpoint.get("config") else None
-        if trained != self.backbone_class.__name__:
+        if trained != self.first_stage:
             raise MethodSettingError(f"tada_init_checkpoint {path} holds a {trained}, not a "
-                                     f"{self.backbone_class.__name__}")
+                                     f"{self.first_stage}")
         self.load_state_dict(checkpoint["state_dict"])
         self.logger.info(f"{type(self).__name__}: starts from the trained {trained} in {path}")
 
@@ -128,53 +141,110 @@ class TADAMixin:
         return self.loss_fct((output * pos).sum(-1), (output * neg).sum(-1))
 
     def calculate_loss(self, interaction):
-        """The backbone's loss, plus TADA's self-mix and cross-mix (see the module)."""
-        rec = super().calculate_loss(interaction)
+        """The backbone's loss (a method's own parts, e.g. FAERec's, kept in order), plus TADA's
+        self-mix and cross-mix (see the module)."""
+        base = super().calculate_loss(interaction)
         if not self.training:
-            return rec
+            return base
+        base = base if isinstance(base, tuple) else (base,)
+        # the same parts every step (RecBole sums the logged parts position by position)
+        base = base + (base[0].new_zeros(()),) * (len(self.loss_names) - 2 - len(base))
         seq, length = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         target = interaction[self.POS_ITEM_ID]
-        negative = interaction[self.NEG_ITEM_ID] if self.tada_loss_type != "CE" else None
+        bpr = self.tada_loss_type != "CE"
+        device = seq.device
         # every draw from torch's generator (which a resumed run restores)
         rng = np.random.default_rng(int(torch.randint(2 ** 31 - 1, (1,))))
-        positions = np.zeros(seq.shape, dtype=np.int64)  # prefix rows: no inner targets
-        views = self.operators(seq.cpu().numpy(), length.cpu().numpy(), positions, None, rng)
-        device = seq.device
-        view_len = torch.as_tensor(views.length, device=device)
-        original = self.forward(seq, length)
-        o1 = self.forward(torch.as_tensor(views.view1, device=device), view_len)
-        o2 = self.forward(torch.as_tensor(views.view2, device=device), view_len)
+        if self.train_positions == "all":
+            # every position: its target (and negative) travel with it through the operators
+            mask, targets = position_targets(seq, length, target)
+            negatives = None
+            if bpr:
+                negatives = torch.zeros_like(seq)
+                negatives[mask] = self.position_negatives
+            original = self.sequence_states  # the recommendation loss's own pass (keep_states)
+            views = self.operators(seq.cpu().numpy(), length.cpu().numpy(), targets.cpu().numpy(),
+                                   None if negatives is None else negatives.cpu().numpy(), rng)
+            view_len = torch.as_tensor(views.length, device=device)
+
+            def encode(items):
+                return right_align(every_position_output(self, items, view_len), view_len)
+
+            view_targets = right_align(torch.as_tensor(views.targets, device=device), view_len)
+            view_negatives = None if negatives is None else right_align(
+                torch.as_tensor(views.negatives, device=device), view_len)
+            original = right_align(original, length)
+            targets = right_align(targets, length)
+            negatives = None if negatives is None else right_align(negatives, length)
+        else:
+            # prefix rows: the operators act on the input, the row's target stays its target
+            views = self.operators(seq.cpu().numpy(), length.cpu().numpy(),
+                                   np.zeros(seq.shape, dtype=np.int64), None, rng)
+            view_len = torch.as_tensor(views.length, device=device)
+
+            def encode(items):
+                return self.forward(items, view_len).unsqueeze(1)
+
+            original = self.forward(seq, length).unsqueeze(1)
+            targets = view_targets = target.unsqueeze(1)
+            negatives = view_negatives = interaction[self.NEG_ITEM_ID].unsqueeze(1) if bpr else None
+        o1 = encode(torch.as_tensor(views.view1, device=device))
+        o2 = encode(torch.as_tensor(views.view2, device=device))
         tail_pref = self.tail_preference[interaction[self.USER_ID]]
         groups = [g for g in (tail_pref, ~tail_pref) if g.any()]  # an empty group adds nothing
 
         def beta(n):
-            return torch.as_tensor(rng.beta(self.beta, self.beta, n), dtype=original.dtype,
-                                   device=device)
+            return torch.as_tensor(rng.beta(self.beta, self.beta, n), dtype=o1.dtype, device=device)
 
         draws = [(beta(2 * int(g.sum())), torch.as_tensor(rng.permutation(2 * int(g.sum())),
                                                           device=device)) for g in groups]
-        self_mix, cross = self.mixing_losses(original, o1, o2, target, negative, beta(len(seq)),
-                                             groups, draws)
-        return rec, self_mix, cross
+        self_mix, cross = self.mixing_losses(original, o1, o2, (targets, view_targets),
+                                             (negatives, view_negatives), beta(len(seq)), groups,
+                                             draws)
+        return (*base, self_mix, cross)
 
-    def mixing_losses(self, original, o1, o2, target, negative, alpha, groups, draws):
-        """``(self_mix, cross_mix)`` for given draws: ``alpha`` ``[B]`` mixes each row's two views;
-        for each group (a boolean mask of rows), ``(a, perm)`` mix its stacked original and view-2
-        outputs ``[o[g]; o2[g]]`` with their permutation, targets (and negatives) alike."""
-        mixed = alpha.unsqueeze(1) * o1 + (1 - alpha.unsqueeze(1)) * o2
-        self_mix = self._score_loss(mixed, target, negative)
+    def mixing_losses(self, original, o1, o2, targets, negatives, alpha, groups, draws):
+        r"""``(self_mix, cross_mix)`` for given draws.
+
+        ``original`` (the rows' outputs), ``o1``, ``o2`` (their views') are ``[B, L, d]`` with their
+        positions right-aligned (``L = 1``: the last position of prefix rows; ``[B, d]`` is read as
+        that); ``targets`` and ``negatives`` are ``(of the rows, of the views)``, ``[B, L]`` each,
+        0 where a position has no target (negatives None under CE). ``alpha`` ``[B]`` mixes each
+        row's two views at every position; for each group (a boolean mask of rows), ``(a, perm)``
+        mix its stacked original and view-2 outputs ``[o[g]; o2[g]]`` with their permutation,
+        targets (and negatives) alike, at the positions where both rows of a pair have a target
+        (the authors mix a row with its partner's padding there).
+        """
+        if original.dim() == 2:  # one output per row
+            original, o1, o2 = original.unsqueeze(1), o1.unsqueeze(1), o2.unsqueeze(1)
+            targets = tuple(t.unsqueeze(1) for t in targets)
+            negatives = tuple(None if n is None else n.unsqueeze(1) for n in negatives)
+        (target, view_target), (negative, view_negative) = targets, negatives
+        mixed = alpha.view(-1, 1, 1) * o1 + (1 - alpha.view(-1, 1, 1)) * o2
+        scored = view_target > 0
+        self_mix = self._score_loss(mixed[scored], view_target[scored],
+                                    None if view_negative is None else view_negative[scored])
         cross = original.new_zeros(())
         for group, (a, perm) in zip(groups, draws):
             outputs = torch.cat([original[group], o2[group]])
-            targets = torch.cat([target[group], target[group]])
-            negatives = None if negative is None else torch.cat([negative[group], negative[group]])
-            mixed_out = a.unsqueeze(1) * outputs + (1 - a.unsqueeze(1)) * outputs[perm]
-            soft = (a, targets[perm]) if negatives is None else (a, (targets[perm], negatives[perm]))
-            cross = cross + self._score_loss(mixed_out, targets, negatives, soft)
+            tgts = torch.cat([target[group], view_target[group]])
+            negs = None if negative is None else torch.cat([negative[group], view_negative[group]])
+            mixed_out = a.view(-1, 1, 1) * outputs + (1 - a.view(-1, 1, 1)) * outputs[perm]
+            scored = (tgts > 0) & (tgts[perm] > 0)
+            if not scored.any():
+                continue
+            a_pos = a.unsqueeze(1).expand_as(tgts)[scored]
+            other = tgts[perm][scored]
+            soft = (a_pos, other) if negs is None else (a_pos, (other, negs[perm][scored]))
+            cross = cross + self._score_loss(mixed_out[scored], tgts[scored],
+                                             None if negs is None else negs[scored], soft)
         return self_mix, cross
 
     def set_epoch(self, epoch: int) -> None:
-        """TADA's loss does not depend on the epoch."""
+        """TADA's loss does not depend on the epoch; a method it is combined with may."""
+        parent = getattr(super(), "set_epoch", None)
+        if parent is not None:
+            parent(epoch)
 
 
 FAMILY = method_family(TADAMixin, __name__)
