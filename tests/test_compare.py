@@ -60,3 +60,33 @@ def test_merge_refuses_other_settings(comparison, tmp_path):
     (other / "results.json").write_text(json.dumps(report))
     with pytest.raises(ValueError, match="another dataset, protocol or settings"):
         merge_comparisons([comparison, other], tmp_path / "bad")
+
+
+def test_merge_picks_models_and_reads_one_data_folder_two_ways(comparison, tmp_path):
+    """--merge through the entry point: --model keeps those rows in that order; parts whose
+    data_path differs only by a trailing slash name the same folder; bad input is one line, exit 2."""
+    parts = []
+    for seed, data_path in ((2020, "dataset"), (2021, "dataset/")):
+        part = tmp_path / f"s{seed}"
+        shutil.copytree(comparison, part)
+        report = json.loads((part / "results.json").read_text())
+        for run in report["runs"]:
+            run["seed"] = seed
+        report["protocol"]["seed"], report["protocol"]["seeds"] = seed, [seed]
+        report["settings"]["data_path"] = data_path
+        (part / "results.json").write_text(json.dumps(report))
+        parts.append(str(part))
+    proc = run_py([REPO / "run_recbole_faerec.py", f"--merge={','.join(parts)}",
+                   "--model=FAERec_SASRec,SASRec", "--out_dir=merged"], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert [(r["model"], r["seed"]) for r in merged["runs"]] == [
+        ("FAERec_SASRec", 2020), ("FAERec_SASRec", 2021), ("SASRec", 2020), ("SASRec", 2021)]
+    assert merged["protocol"]["seeds"] == [2020, 2021]
+    proc = run_py([REPO / "run_recbole_faerec.py", f"--merge={parts[0]}", "--model=GRU4Rec",
+                   "--out_dir=bad"], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+        "error: merge: no part holds GRU4Rec")
+    proc = run_py([REPO / "run_recbole_faerec.py", f"--merge={tmp_path / 'nothing'}",
+                   "--out_dir=bad"], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and "no results.json in" in proc.stderr

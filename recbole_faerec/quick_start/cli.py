@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         # a RecBole parameter that begins like a runner option (--seed, --seeds) stays RecBole's
         allow_abbrev=False,
     )
-    parser.add_argument("--model", "-m", default="SASRec",
+    parser.add_argument("--model", "-m", default=None,
                         help="model name (default SASRec); several, comma-separated, run the "
                         "comparison (recbole_faerec.quick_start.compare), where "
                         "Model[key=value;key=value] is a variant of Model with its own settings "
@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comparison: comma-separated seeds, e.g. 2020,2021,2022: every model "
                         "runs once per seed; the table shows mean ± std over them (default: once, "
                         "with the configured seed)")
+    parser.add_argument("--merge", default=None, metavar="DIR,DIR,...",
+                        help="instead of running: merge the result folders of earlier comparisons "
+                        "(same dataset and settings; e.g. one seed each) into one table in "
+                        "--out_dir; with --model, only those rows, in that order")
     return parser
 
 
@@ -138,7 +142,9 @@ def _run(args: argparse.Namespace) -> int:
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     from recbole_faerec.quick_start.compare import ModelSpecError, split_models
 
-    models = split_models(args.model)
+    if args.merge is not None:
+        return _merge(args)
+    models = split_models(args.model or "SASRec")
     try:
         if len(models) > 1 or any("[" in m for m in models):
             if args.nproc > 1 or args.world_size > 0:
@@ -164,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
             print("error: --seeds runs the comparison of several models (--model=A,B,...); "
                   "for one model give --seed", file=sys.stderr)
             return 2
-        run(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
+        run(model=models[0], dataset=args.dataset, config_file_list=config_file_list,
             nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
             group_offset=args.group_offset, resume=args.resume)
     except (ModelNotFoundError, AtomicFileError, EmbeddingError, EvaluationConfigError,
@@ -172,4 +178,29 @@ def _run(args: argparse.Namespace) -> int:
             TrainPositionsError, MethodBackboneError, MethodSettingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """``--merge``: earlier comparisons' folders into one table (compare.merge_comparisons)."""
+    import os
+
+    from recbole_faerec.quick_start.compare import merge_comparisons, split_models
+
+    dirs = [d.strip() for d in args.merge.split(",") if d.strip()]
+    if not dirs or not args.out_dir:
+        print("error: --merge needs the folders to merge (--merge=DIR,DIR) and --out_dir",
+              file=sys.stderr)
+        return 2
+    missing = [d for d in dirs if not os.path.isfile(os.path.join(d, "results.json"))]
+    if missing:
+        print(f"error: --merge: no results.json in {', '.join(missing)}", file=sys.stderr)
+        return 2
+    models = split_models(args.model) if args.model else None
+    try:
+        merge_comparisons(dirs, args.out_dir, models=models)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"merged {len(dirs)} comparisons into {args.out_dir}")
     return 0

@@ -273,12 +273,31 @@ def load_comparison(out_dir: str):
 _PER_PART = ("tail_mask", "seed", "seeds")
 
 
-def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True) -> Dict[str, Any]:
+def _comparable_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """A part's settings as the merge compares them: ``data_path`` as a normalised path (``data/``
+    and ``data`` are one folder; the protocol's data facts must match as well)."""
+    out = dict(settings)
+    if out.get("data_path"):
+        out["data_path"] = os.path.normpath(str(out["data_path"]))
+    return out
+
+
+def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
+                      models: Optional[List[str]] = None) -> Dict[str, Any]:
     """One table and one set of plots from comparisons run separately (e.g. in parallel, or one
     seed at a time) on the same dataset under the same settings; refuses to merge different
     protocols. Parts may differ in their seeds (``--seeds``): the table then averages over all of
-    them; the t-SNE map is the first part's (a run of the same model and seed twice is refused)."""
+    them; the t-SNE map is the first part's (a run of the same model and seed twice is refused).
+    ``models``: only these rows (model names as in the tables, variants included), in this order;
+    a name no part holds is an error."""
     loaded = [load_comparison(d) for d in dirs]
+    if models is not None:
+        held = {r["model"] for part in loaded for r in part[0]}
+        missing = [m for m in models if m not in held]
+        if missing:
+            raise ValueError(f"merge: no part holds {', '.join(missing)} (they hold "
+                             f"{', '.join(sorted(held))})")
+        loaded = [([r for r in part[0] if r["model"] in models], *part[1:]) for part in loaded]
     rows, info, sample, report = loaded[0]
     rows = list(rows)
     seeds = list(info["seeds"])
@@ -286,7 +305,8 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True) -> Dict
         same = ({k: v for k, v in more_info.items() if k not in _PER_PART}
                 == {k: v for k, v in info.items() if k not in _PER_PART})
         same_seeds = more_info["seeds"] == info["seeds"]
-        if not same or more_report["settings"] != report["settings"] \
+        if not same or _comparable_settings(more_report["settings"]) != \
+                _comparable_settings(report["settings"]) \
                 or (same_seeds and not np.array_equal(more_sample, sample)):
             raise ValueError(f"{d}: another dataset, protocol or settings than {dirs[0]}; "
                              "comparisons can only be merged when they share them")
@@ -299,6 +319,9 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True) -> Dict
                                  "earlier part")
         seeds += [s for s in more_info["seeds"] if s not in seeds]
         rows += more_rows
+    if models is not None:
+        rows.sort(key=lambda r: models.index(r["model"]))  # stable: seeds keep the parts' order
+        seeds = [s for s in seeds if any(r["seed"] == s for r in rows)]
     info = dict(info, seeds=seeds)
     os.makedirs(out_dir, exist_ok=True)
     merged = dict(report, protocol={**report["protocol"], "seeds": seeds},
