@@ -64,7 +64,8 @@ def test_merge_refuses_other_settings(comparison, tmp_path):
 
 def test_merge_picks_models_and_reads_one_data_folder_two_ways(comparison, tmp_path):
     """--merge through the entry point: --model keeps those rows in that order; parts whose
-    data_path differs only by a trailing slash name the same folder; bad input is one line, exit 2."""
+    data_path differs only by a trailing slash name the same folder; parts without views.npz keep
+    their paired tail tests; bad input is one line, exit 2."""
     parts = []
     for seed, data_path in ((2020, "dataset"), (2021, "dataset/")):
         part = tmp_path / f"s{seed}"
@@ -75,6 +76,7 @@ def test_merge_picks_models_and_reads_one_data_folder_two_ways(comparison, tmp_p
         report["protocol"]["seed"], report["protocol"]["seeds"] = seed, [seed]
         report["settings"]["data_path"] = data_path
         (part / "results.json").write_text(json.dumps(report))
+        (part / "views.npz").unlink()  # often not kept (large): per_user.npz holds the tail mask
         parts.append(str(part))
     proc = run_py([REPO / "run_recbole_faerec.py", f"--merge={','.join(parts)}",
                    "--model=FAERec_SASRec,SASRec", "--out_dir=merged"], cwd=tmp_path, timeout=300)
@@ -83,6 +85,8 @@ def test_merge_picks_models_and_reads_one_data_folder_two_ways(comparison, tmp_p
     assert [(r["model"], r["seed"]) for r in merged["runs"]] == [
         ("FAERec_SASRec", 2020), ("FAERec_SASRec", 2021), ("SASRec", 2020), ("SASRec", 2021)]
     assert merged["protocol"]["seeds"] == [2020, 2021]
+    (test,) = merged["significance"]
+    assert test["seeds"] == [2020, 2021] and test["tail"]["n_users"] > 0
     proc = run_py([REPO / "run_recbole_faerec.py", f"--merge={parts[0]}", "--model=GRU4Rec",
                    "--out_dir=bad"], cwd=tmp_path, timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(

@@ -13,7 +13,8 @@ trains and tests each model in turn with :func:`~recbole_faerec.quick_start.trai
   one map where the model has both (paper Figure 5; a plain backbone shows its ID table only);
 * ``results.json``: everything above as numbers, the shared settings, and the sampled items;
 * ``per_user.npz``: each run's test rows (``<run>/rank``, ``<run>/target``, ``<run>/user``: the
-  target's 1-based rank in the top ``max(topk)``, 0 for a miss), for the paired tests.
+  target's 1-based rank in the top ``max(topk)``, 0 for a miss) and the items' ``tail_mask``, for
+  the paired tests.
 
 ``seeds`` (``--seeds=2020,2021,2022``) runs every model once per seed (RecBole's ``seed``): the
 table then shows the mean ± sample standard deviation over the seeds, the CSV one row per model and
@@ -233,8 +234,8 @@ def _write_outputs(rows, info, sample, report, out_dir, plots) -> None:
     np.savez_compressed(os.path.join(out_dir, "views.npz"), **tail, **views)
     per_user = {f"{i}/{key}": v for i, r in enumerate(rows)
                 for key, v in (r.get("per_user") or {}).items()}
-    if per_user:
-        np.savez_compressed(os.path.join(out_dir, "per_user.npz"), **per_user)
+    if per_user:  # with the tail mask: the paired tail tests need no views.npz (often not kept)
+        np.savez_compressed(os.path.join(out_dir, "per_user.npz"), **tail, **per_user)
     if plots:
         plot_groups(_plot_rows(rows), info, os.path.join(out_dir, "groups.png"))
         plot_tsne(rows, info, sample, os.path.join(out_dir, "tsne.png"), seed=info["seed"])
@@ -254,6 +255,9 @@ def load_comparison(out_dir: str):
     if os.path.exists(path):
         with np.load(path) as per_user:
             for key in per_user.files:
+                if "/" not in key:  # the tail mask
+                    info[key] = per_user[key]
+                    continue
                 index, name = key.split("/", 1)
                 if rows[int(index)]["per_user"] is None:
                     rows[int(index)]["per_user"] = {}
@@ -291,6 +295,13 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
     ``models``: only these rows (model names as in the tables, variants included), in this order;
     a name no part holds is an error."""
     loaded = [load_comparison(d) for d in dirs]
+    masks = [part[1]["tail_mask"] for part in loaded if "tail_mask" in part[1]]
+    if masks:  # one protocol, one mask: a part saved without it borrows another's
+        for part in loaded:
+            part[1].setdefault("tail_mask", masks[0])
+    else:
+        getLogger().warning("merge: no part kept its tail mask (views.npz or a per_user.npz with "
+                            "it): the merged table has no paired tail tests and no plots")
     if models is not None:
         held = {r["model"] for part in loaded for r in part[0]}
         missing = [m for m in models if m not in held]
