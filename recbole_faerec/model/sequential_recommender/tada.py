@@ -149,59 +149,60 @@ class TADAMixin:
         base = base if isinstance(base, tuple) else (base,)
         # the same parts every step (RecBole sums the logged parts position by position)
         base = base + (base[0].new_zeros(()),) * (len(self.loss_names) - 2 - len(base))
-        seq, length = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        target = interaction[self.POS_ITEM_ID]
-        bpr = self.tada_loss_type != "CE"
-        device = seq.device
         # every draw from torch's generator (which a resumed run restores)
         rng = np.random.default_rng(int(torch.randint(2 ** 31 - 1, (1,))))
-        if self.train_positions == "all":
-            # every position: its target (and negative) travel with it through the operators
-            mask, targets = position_targets(seq, length, target)
-            negatives = None
-            if bpr:
-                negatives = torch.zeros_like(seq)
-                negatives[mask] = self.position_negatives
-            original = self.sequence_states  # the recommendation loss's own pass (keep_states)
-            views = self.operators(seq.cpu().numpy(), length.cpu().numpy(), targets.cpu().numpy(),
-                                   None if negatives is None else negatives.cpu().numpy(), rng)
-            view_len = torch.as_tensor(views.length, device=device)
-
-            def encode(items):
-                return right_align(every_position_output(self, items, view_len), view_len)
-
-            view_targets = right_align(torch.as_tensor(views.targets, device=device), view_len)
-            view_negatives = None if negatives is None else right_align(
-                torch.as_tensor(views.negatives, device=device), view_len)
-            original = right_align(original, length)
-            targets = right_align(targets, length)
-            negatives = None if negatives is None else right_align(negatives, length)
-        else:
-            # prefix rows: the operators act on the input, the row's target stays its target
-            views = self.operators(seq.cpu().numpy(), length.cpu().numpy(),
-                                   np.zeros(seq.shape, dtype=np.int64), None, rng)
-            view_len = torch.as_tensor(views.length, device=device)
-
-            def encode(items):
-                return self.forward(items, view_len).unsqueeze(1)
-
-            original = self.forward(seq, length).unsqueeze(1)
-            targets = view_targets = target.unsqueeze(1)
-            negatives = view_negatives = interaction[self.NEG_ITEM_ID].unsqueeze(1) if bpr else None
-        o1 = encode(torch.as_tensor(views.view1, device=device))
-        o2 = encode(torch.as_tensor(views.view2, device=device))
+        encoded = (self._every_position_views if self.train_positions == "all"
+                   else self._last_position_views)(interaction, rng)
+        original, o1, o2, targets, negatives = encoded
         tail_pref = self.tail_preference[interaction[self.USER_ID]]
         groups = [g for g in (tail_pref, ~tail_pref) if g.any()]  # an empty group adds nothing
 
         def beta(n):
-            return torch.as_tensor(rng.beta(self.beta, self.beta, n), dtype=o1.dtype, device=device)
+            return torch.as_tensor(rng.beta(self.beta, self.beta, n), dtype=o1.dtype, device=o1.device)
 
         draws = [(beta(2 * int(g.sum())), torch.as_tensor(rng.permutation(2 * int(g.sum())),
-                                                          device=device)) for g in groups]
-        self_mix, cross = self.mixing_losses(original, o1, o2, (targets, view_targets),
-                                             (negatives, view_negatives), beta(len(seq)), groups,
-                                             draws)
+                                                          device=o1.device)) for g in groups]
+        self_mix, cross = self.mixing_losses(original, o1, o2, targets, negatives,
+                                             beta(len(original)), groups, draws)
         return (*base, self_mix, cross)
+
+    def _last_position_views(self, interaction, rng):
+        """Prefix rows: the operators act on the input sequence, the row's target stays its target;
+        ``(o, o1, o2, (targets, view targets), (negatives, view negatives))``, ``[B, 1, ...]``."""
+        seq, length = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        views = self.operators(seq.cpu().numpy(), length.cpu().numpy(),
+                               np.zeros(seq.shape, dtype=np.int64), None, rng)
+        view_len = torch.as_tensor(views.length, device=seq.device)
+        o1, o2 = (self.forward(torch.as_tensor(v, device=seq.device), view_len).unsqueeze(1)
+                  for v in (views.view1, views.view2))
+        target = interaction[self.POS_ITEM_ID].unsqueeze(1)
+        negative = interaction[self.NEG_ITEM_ID].unsqueeze(1) if self.tada_loss_type != "CE" else None
+        return self.forward(seq, length).unsqueeze(1), o1, o2, (target, target), (negative, negative)
+
+    def _every_position_views(self, interaction, rng):
+        """Every position (``train_positions: all``): each position's target (and negative)
+        travels with it through the operators; the row's outputs are the recommendation loss's
+        own pass (``keep_states``); everything right-aligned (the authors' left padding)."""
+        seq, length = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        device = seq.device
+        mask, targets = position_targets(seq, length, interaction[self.POS_ITEM_ID])
+        negatives = None
+        if self.tada_loss_type != "CE":
+            negatives = torch.zeros_like(seq)
+            negatives[mask] = self.position_negatives
+        views = self.operators(seq.cpu().numpy(), length.cpu().numpy(), targets.cpu().numpy(),
+                               None if negatives is None else negatives.cpu().numpy(), rng)
+        view_len = torch.as_tensor(views.length, device=device)
+
+        def view(array):
+            return right_align(torch.as_tensor(array, device=device), view_len)
+
+        o1, o2 = (right_align(every_position_output(self, torch.as_tensor(v, device=device), view_len),
+                              view_len) for v in (views.view1, views.view2))
+        original = right_align(self.sequence_states, length)
+        return (original, o1, o2, (right_align(targets, length), view(views.targets)),
+                (None, None) if negatives is None
+                else (right_align(negatives, length), view(views.negatives)))
 
     def mixing_losses(self, original, o1, o2, targets, negatives, alpha, groups, draws):
         r"""``(self_mix, cross_mix)`` for given draws.
