@@ -34,6 +34,11 @@ def test_model_entries_and_variants_are_read():
     assert model_pairs(names) == [("SASRec", "FAERec_SASRec"),
                                   ("FAERec_SASRec", "FAERec_SASRec[item_align=False]"),
                                   ("SASRec", "SASRec[n_layers=2]")]
+    combined = ["SASRec", "TADA_SASRec", "FAERec_SASRec", "FAERec_TADA_SASRec", "FAERec_GRU4Rec"]
+    assert model_pairs(combined) == [("SASRec", "TADA_SASRec"), ("SASRec", "FAERec_SASRec"),
+                                     ("SASRec", "FAERec_TADA_SASRec"),
+                                     ("TADA_SASRec", "FAERec_TADA_SASRec"),
+                                     ("FAERec_SASRec", "FAERec_TADA_SASRec")]
 
 
 def test_a_variant_runs_with_its_own_settings(tmp_path):

@@ -565,14 +565,21 @@ def _plot_rows(rows):
 
 def model_pairs(names: List[str]) -> List[tuple]:
     """``(B, M)`` for each model ``M`` named ``<Something>_<B>`` whose backbone ``B`` is in
-    ``names`` too (e.g. ``("SASRec", "FAERec_SASRec")``), and ``(M, V)`` for each variant
-    ``V = M[...]`` of a model ``M`` in ``names`` (an ablation against the full model)."""
+    ``names`` too (e.g. ``("SASRec", "FAERec_SASRec")``), ``(M, V)`` for each variant
+    ``V = M[...]`` of a model ``M`` in ``names`` (an ablation against the full model), and for a
+    combination of methods each of its parts alone (``FAERec_TADA_SASRec`` against
+    ``FAERec_SASRec`` as well as ``TADA_SASRec``)."""
     pairs = []
     for name in names:
+        parts = name.split("_") if "[" not in name else []
+        # the combination without one of its methods: FAERec_TADA_SASRec -> FAERec_SASRec
+        alone = {"_".join(parts[:i] + parts[i + 1:]) for i in range(len(parts) - 1)} \
+            if len(parts) > 2 else set()
         for base in names:
             if base == name or (base, name) in pairs:
                 continue
-            if name.endswith("_" + base) or ("[" in name and name.split("[", 1)[0] == base):
+            if name.endswith("_" + base) or ("[" in name and name.split("[", 1)[0] == base) \
+                    or base in alone:
                 pairs.append((base, name))
     return pairs
 
