@@ -15,6 +15,19 @@ TINY = {**TINY_SASREC, "state": "WARNING", "train_batch_size": 256,
         "user_inter_num_interval": "[0,30)"}  # the 199 users with fewer than 30 ratings
 
 
+def check_second_stage(first, first_name, second_name, settings, other_name, tmp_path):
+    """``second_name`` built with ``tada_init_checkpoint`` on ``first``'s checkpoint holds its
+    weights; a checkpoint of ``other_name`` is refused, naming both."""
+    path = tmp_path / f"{first_name}-stage1.pth"
+    torch.save({"config": {"model": first_name}, "state_dict": first.state_dict()}, path)
+    _, second, _ = build_model(second_name, {**settings, "tada_init_checkpoint": str(path)})
+    for key, value in first.state_dict().items():
+        assert torch.equal(second.state_dict()[key], value), key
+    torch.save({"config": {"model": other_name}, "state_dict": {}}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=f"holds a {other_name}, not a {first_name}"):
+        build_model(second_name, {**settings, "tada_init_checkpoint": str(tmp_path / "other.pth")})
+
+
 @pytest.fixture(scope="module")
 def tada(cache):
     config, model, train = build_model("TADA_SASRec", TINY)
@@ -91,14 +104,7 @@ def test_the_second_stage_starts_from_the_backbones_checkpoint(tada, tmp_path):
     _, sasrec, _ = build_model("SASRec", TINY)
     with torch.no_grad():
         sasrec.item_embedding.weight.mul_(3.0)  # "trained": unlike any fresh initialisation
-    path = tmp_path / "SASRec-stage1.pth"
-    torch.save({"config": {"model": "SASRec"}, "state_dict": sasrec.state_dict()}, path)
-    _, second, _ = build_model("TADA_SASRec", {**TINY, "tada_init_checkpoint": str(path)})
-    for key, value in sasrec.state_dict().items():
-        assert torch.equal(second.state_dict()[key], value), key
-    torch.save({"config": {"model": "GRU4Rec"}, "state_dict": {}}, tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="holds a GRU4Rec, not a SASRec"):
-        build_model("TADA_SASRec", {**TINY, "tada_init_checkpoint": str(tmp_path / "other.pth")})
+    check_second_stage(sasrec, "SASRec", "TADA_SASRec", TINY, "GRU4Rec", tmp_path)
     # through the entry point: one line, exit 2
     proc = run_py([REPO / "run_recbole_faerec.py", "--model=TADA_SASRec", "--dataset=ml-100k",
                    f"--tada_init_checkpoint={tmp_path / 'missing.pth'}",
@@ -195,14 +201,7 @@ def test_faerec_tada_shares_one_fused_table_and_the_epoch(cache, tmp_path):
     assert model.item_embedding.gate.fc1.weight.grad is not None
 
     _, faerec, _ = build_model("FAERec_SASRec", settings)
-    path = tmp_path / "FAERec-stage1.pth"
-    torch.save({"config": {"model": "FAERec_SASRec"}, "state_dict": faerec.state_dict()}, path)
-    _, second, _ = build_model("FAERec_TADA_SASRec", {**settings, "tada_init_checkpoint": str(path)})
-    for key, value in faerec.state_dict().items():
-        assert torch.equal(second.state_dict()[key], value), key
-    torch.save({"config": {"model": "SASRec"}, "state_dict": {}}, tmp_path / "plain.pth")
-    with pytest.raises(ValueError, match="holds a SASRec, not a FAERec_SASRec"):
-        build_model("FAERec_TADA_SASRec", {**settings, "tada_init_checkpoint": str(tmp_path / "plain.pth")})
+    check_second_stage(faerec, "FAERec_SASRec", "FAERec_TADA_SASRec", settings, "SASRec", tmp_path)
 
 
 def test_faerec_tada_through_the_entry_point(every_position, tmp_path):
