@@ -94,3 +94,20 @@ def test_merge_picks_models_and_reads_one_data_folder_two_ways(comparison, tmp_p
     proc = run_py([REPO / "run_recbole_faerec.py", f"--merge={tmp_path / 'nothing'}",
                    "--out_dir=bad"], cwd=tmp_path, timeout=300)
     assert proc.returncode == 2 and "no results.json in" in proc.stderr
+
+
+def test_merge_reports_the_tested_epoch_of_older_results(comparison, tmp_path):
+    """Results written before the best epoch followed RecBole's tie rule (an older results.json:
+    no ``valid_epochs``, ``best_epoch`` the first best) are read with the epoch RecBole tested."""
+    old = tmp_path / "old"
+    shutil.copytree(comparison, old)
+    report = json.loads((old / "results.json").read_text())
+    assert report["runs"][0]["valid_epochs"] == [0] and report["runs"][0]["valid_score_bigger"]
+    for run in report["runs"]:
+        run["valid_curve"] = [0.01, 0.03, 0.02, 0.03, 0.01]
+        run["best_epoch"], run["epochs"] = 1, 5
+        del run["valid_epochs"], run["valid_score_bigger"]
+    (old / "results.json").write_text(json.dumps(report))
+    merged = merge_comparisons([old], tmp_path / "merged", plots=False)
+    assert [r["best_epoch"] for r in merged["runs"]] == [3, 3]
+    assert "| 5 (3) |" in (tmp_path / "merged" / "results.md").read_text()

@@ -68,7 +68,7 @@ def test_two_point_grid_on_ml100k(cache, tmp_path):
         assert checkpoint["config"]["model"] == "FAERec_SASRec"
         assert float(row["best_valid_score"]) == float(row["valid_ndcg@10"])  # valid_metric
         assert 0 <= float(row["test_hit@10"]) <= float(row["test_hit@20"]) <= 1
-        assert "test_tailhit@10" in row and row["epochs"] == "1"
+        assert "test_tailhit@10" in row and row["epochs"] == "1" and row["best_epoch"] == "1"
     best = max(rows, key=lambda r: float(r["best_valid_score"]))  # first on a tie, as the runner
     assert [r["best"] for r in rows] == ["yes" if r is best else "" for r in rows]
     printed = re.search(r"best params:\s+\{'align_weight': ([0-9.]+)\}", proc.stdout)

@@ -159,8 +159,30 @@ def test_eval_start_epoch_that_cannot_work_is_an_error(start, message):
 
 
 def test_best_epoch_counts_the_unvalidated_epochs():
-    from recbole_faerec.quick_start.compare import _best_epoch
+    from recbole_faerec.quick_start.quick_start import tested_epoch
 
-    assert _best_epoch([0.1, 0.3, 0.2], [2, 3, 4]) == 3  # validated from epoch 2 on
-    assert _best_epoch([0.1, 0.3, 0.2], None) == 1  # RecBole's every epoch
-    assert _best_epoch([], []) is None
+    assert tested_epoch([0.1, 0.3, 0.2], [2, 3, 4]) == 3  # validated from epoch 2 on
+    assert tested_epoch([0.1, 0.3, 0.2], None) == 1  # RecBole's every epoch
+    assert tested_epoch([], []) is None
+
+
+def test_best_epoch_is_the_checkpoint_recbole_keeps():
+    """RecBole's own early stopping decides which validation's weights are saved and tested; the
+    reported best epoch must be that one, ties included (scores are rounded, so they happen)."""
+    from recbole.utils import early_stopping
+
+    from recbole_faerec.quick_start.quick_start import tested_epoch
+
+    curves = [
+        ([0.05, 0.0656, 0.0650, 0.0656, 0.0649], True),   # a tie: RecBole saves the second one
+        ([0.01, 0.02, 0.03, 0.02], True),
+        ([0.5, 0.3, 0.3, 0.4], False),                       # smaller is better, with a tie
+        ([0.2, 0.2, 0.2], True),
+    ]
+    for scores, bigger in curves:
+        best, step, saved = -float("inf") if bigger else float("inf"), 0, None
+        for epoch, score in enumerate(scores):
+            best, step, stop, update = early_stopping(score, best, step, max_step=10, bigger=bigger)
+            if update:
+                saved = epoch
+        assert tested_epoch(scores, None, bigger) == saved, scores

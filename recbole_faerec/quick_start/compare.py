@@ -54,7 +54,7 @@ from recbole_faerec.evaluator.popularity import (
     head_ratio,
     popularity_groups,
 )
-from recbole_faerec.quick_start.quick_start import train_and_test
+from recbole_faerec.quick_start.quick_start import tested_epoch, train_and_test
 
 ALL_TAIL_METRICS = [cls.__name__ for cls in METRICS]
 SUMMARY = [("Hit", "hit"), ("NDCG", "ndcg"), ("TailHit", "tailhit"), ("TailNDCG", "tailndcg"),
@@ -210,9 +210,11 @@ def _run_one(name, dataset, config_file_list, config_dict, saved, info) -> Dict[
         "test": result["test_result"],
         "best_valid": result["best_valid_result"],
         "epochs": len(train),
-        "best_epoch": _best_epoch(valid, result.get("valid_epochs")),
+        "best_epoch": tested_epoch(valid, result.get("valid_epochs"), result["valid_score_bigger"]),
         "train_s_per_epoch": float(np.mean(train)) if train else None,
         "valid_curve": valid,
+        "valid_epochs": result.get("valid_epochs"),
+        "valid_score_bigger": result["valid_score_bigger"],
         "wall_s": time.time() - start,
         "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2**20
                         if torch.cuda.is_available() else None),
@@ -249,8 +251,14 @@ def load_comparison(out_dir: str):
     sample = np.asarray(report["tsne_items"] or [], dtype=np.int64)
     info.setdefault("seeds", [info["seed"]])  # results written before --seeds
     rows = [dict(r, views={}, per_user=None) for r in report["runs"]]
+    every_epoch = (not report["settings"].get("eval_start_epoch")
+                   and report["settings"].get("eval_step", 1) == 1)
     for r in rows:
         r.setdefault("seed", info["seed"])
+        if r.get("valid_curve") and (r.get("valid_epochs") or every_epoch):
+            # results written before the best epoch was the tested one (RecBole keeps the last tie)
+            r["best_epoch"] = tested_epoch(r["valid_curve"], r.get("valid_epochs"),
+                                           r.get("valid_score_bigger", True))
     path = os.path.join(out_dir, "per_user.npz")
     if os.path.exists(path):
         with np.load(path) as per_user:
@@ -356,16 +364,6 @@ def _metrics(config_dict, config_file_list, model, dataset) -> List[str]:
         return configured
     lower = {m.lower() for m in configured}
     return configured + [m for m in ALL_TAIL_METRICS if m.lower() not in lower]
-
-
-def _best_epoch(valid: List[float], epochs: Optional[List[int]]) -> Optional[int]:
-    """The training epoch (from 0) of the best validation score: the position of the best score,
-    mapped through the validated epochs where validation did not run after every epoch
-    (``eval_start_epoch``, ``eval_step``)."""
-    if not valid:
-        return None
-    best = int(np.argmax(valid))
-    return int(epochs[best]) if epochs and len(epochs) == len(valid) else best
 
 
 def _protocol(config, train_data, test_data) -> Dict[str, Any]:

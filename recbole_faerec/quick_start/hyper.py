@@ -34,7 +34,7 @@ import sys
 import types
 from typing import Any, Dict, List, Optional, Sequence
 
-from recbole_faerec.quick_start.quick_start import build_config, run_recbole_faerec
+from recbole_faerec.quick_start.quick_start import build_config, run_recbole_faerec, tested_epoch
 
 INSTALL_HINT = 'pip install -e ".[tune]"'
 ALGOS = ("exhaustive", "random", "bayes")
@@ -254,12 +254,12 @@ def _rows(trials, param_names):
         scores = trial.get("valid_scores") or []
         best_epoch = ""
         if scores:
-            pick = max if trial["valid_score_bigger"] else min
-            index = scores.index(pick(scores))
             epochs = trial.get("valid_epochs") or []
-            # 1-based; without the validated epochs, RecBole's every eval_step-th epoch
-            best_epoch = (epochs[index] + 1 if len(epochs) == len(scores)
-                          else (index + 1) * trial.get("eval_step", 1))
+            if len(epochs) != len(scores):  # RecBole's every eval_step-th epoch
+                step = trial.get("eval_step", 1)
+                epochs = [(i + 1) * step - 1 for i in range(len(scores))]
+            # the tested checkpoint's epoch, 1-based
+            best_epoch = tested_epoch(scores, epochs, trial["valid_score_bigger"]) + 1
         rows.append([trial["trial"], *[trial["params"].get(n, "") for n in param_names],
                      trial["best_valid_score"],
                      *[trial["best_valid_result"].get(k, "") for k in valid_keys],

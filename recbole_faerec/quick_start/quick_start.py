@@ -215,6 +215,21 @@ class _EpochTimer:
                                "valid_epochs": self.valid_epochs}
 
 
+def tested_epoch(scores: List[float], epochs: Optional[List[int]] = None,
+                 bigger: bool = True) -> Optional[int]:
+    """The training epoch (from 0) of the checkpoint RecBole tests: the **last** validation that
+    equals the best score. RecBole's ``early_stopping`` takes a tie as a new best (``>=``, or
+    ``<=`` when smaller is better) and saves the model again, and its scores are rounded
+    (``metric_decimal_place``), so ties are common late in training; the first best names an epoch
+    whose weights were overwritten. ``epochs``: the training epoch each score follows, where
+    validation did not run after every epoch (``eval_start_epoch``, ``eval_step``)."""
+    if not scores:
+        return None
+    best = max(scores) if bigger else min(scores)
+    index = len(scores) - 1 - list(reversed(scores)).index(best)
+    return int(epochs[index]) if epochs and len(epochs) == len(scores) else index
+
+
 def run(
     model: Union[str, type],
     dataset: str,
