@@ -46,12 +46,15 @@ def run_model(model, dataset, data_path, args):
     results = {label.strip(): json.loads(text.replace("'", '"')) for label, text in RESULT_RE.findall(output)}
     train = [float(t) for _, t in EPOCH_RE.findall(output)]
     valid = [float(v) for _, v in VALID_RE.findall(output)]
+    valid_epochs = [int(e) for e, _ in VALID_RE.findall(output)]
+    sys.path.insert(0, str(REPO))
+    from recbole_faerec.quick_start.quick_start import tested_epoch
     return {
         "model": model,
         "test": results["test result"],
         "valid": results["best valid"],
         "epochs": len(train),
-        "best_epoch": int(max(range(len(valid)), key=valid.__getitem__)) if valid else None,
+        "best_epoch": tested_epoch(valid, valid_epochs),  # the checkpoint RecBole tested (the last tie)
         "train_s_per_epoch": statistics.mean(train) if train else None,
         "peak_rss_mb": usage.ru_maxrss / 1024,
         "wall_s": time.time() - start,
