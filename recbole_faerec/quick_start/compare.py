@@ -251,14 +251,13 @@ def load_comparison(out_dir: str):
     sample = np.asarray(report["tsne_items"] or [], dtype=np.int64)
     info.setdefault("seeds", [info["seed"]])  # results written before --seeds
     rows = [dict(r, views={}, per_user=None) for r in report["runs"]]
-    every_epoch = (not report["settings"].get("eval_start_epoch")
-                   and report["settings"].get("eval_step", 1) == 1)
     for r in rows:
         r.setdefault("seed", info["seed"])
-        if r.get("valid_curve") and (r.get("valid_epochs") or every_epoch):
-            # results written before the best epoch was the tested one (RecBole keeps the last tie)
-            r["best_epoch"] = tested_epoch(r["valid_curve"], r.get("valid_epochs"),
-                                           r.get("valid_score_bigger", True))
+        curve = r.get("valid_curve")
+        if curve and not r.get("valid_epochs") and r.get("best_epoch") == curve.index(max(curve)):
+            # written before the best epoch was the tested one (RecBole keeps the last tie), by a
+            # run that validated after every epoch (its first best's index was its epoch)
+            r["best_epoch"] = tested_epoch(curve)
     path = os.path.join(out_dir, "per_user.npz")
     if os.path.exists(path):
         with np.load(path) as per_user:
