@@ -58,8 +58,23 @@ def test_merge_refuses_other_settings(comparison, tmp_path):
     report = json.loads((other / "results.json").read_text())
     report["settings"]["MAX_ITEM_LIST_LENGTH"] = "50"
     (other / "results.json").write_text(json.dumps(report))
-    with pytest.raises(ValueError, match="another dataset, protocol or settings"):
+    with pytest.raises(ValueError, match="another dataset, protocol, settings or config file"):
         merge_comparisons([comparison, other], tmp_path / "bad")
+    # the same command line with another --config_files (a preset): its content is compared
+    assert json.loads((comparison / "results.json").read_text())["config_files"] == []
+    preset = tmp_path / "preset"
+    shutil.copytree(comparison, preset)
+    report = json.loads((preset / "results.json").read_text())
+    for run in report["runs"]:
+        run["seed"] = 2021
+    report["protocol"]["seed"], report["protocol"]["seeds"] = 2021, [2021]
+    report["config_files"] = [{"path": "presets/reference.yaml", "sha256": "0" * 64}]
+    (preset / "results.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="another dataset, protocol, settings or config file"):
+        merge_comparisons([comparison, preset], tmp_path / "bad_preset")
+    del report["config_files"]  # written before config files were recorded: not compared
+    (preset / "results.json").write_text(json.dumps(report))
+    merge_comparisons([comparison, preset], tmp_path / "old_part", plots=False)
 
 
 def test_merge_picks_models_and_reads_one_data_folder_two_ways(comparison, tmp_path):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import hashlib
 import json
 import math
 import os
@@ -161,7 +162,7 @@ def run_comparison(
             del model
             gc.collect()
             _write_tables(rows, info, out_dir)  # after each run: a partial table survives a crash
-    report = _report(rows, info, config_dict, dataset, sample)
+    report = _report(rows, info, config_dict, dataset, sample, config_file_list)
     _write_outputs(rows, info, sample, report, out_dir, plots)
     getLogger().info(f"comparison written to {os.path.abspath(out_dir)}")
     return report
@@ -323,10 +324,13 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
         same = ({k: v for k, v in more_info.items() if k not in _PER_PART}
                 == {k: v for k, v in info.items() if k not in _PER_PART})
         same_seeds = more_info["seeds"] == info["seeds"]
+        files = [[f["sha256"] for f in r["config_files"]] for r in (report, more_report)
+                 if "config_files" in r]  # results written before they were recorded: unknown
         if not same or _comparable_settings(more_report["settings"]) != \
                 _comparable_settings(report["settings"]) \
+                or (len(files) == 2 and files[0] != files[1]) \
                 or (same_seeds and not np.array_equal(more_sample, sample)):
-            raise ValueError(f"{d}: another dataset, protocol or settings than {dirs[0]}; "
+            raise ValueError(f"{d}: another dataset, protocol, settings or config file than {dirs[0]}; "
                              "comparisons can only be merged when they share them")
         for row in more_rows:
             if not same_seeds:
@@ -766,11 +770,24 @@ def _command_line_settings() -> Dict[str, str]:
     return settings
 
 
-def _report(rows, info, config_dict, dataset, sample) -> Dict[str, Any]:
+def _config_files(config_file_list) -> List[Dict[str, str]]:
+    """Each ``--config_files`` entry as given and the SHA-256 of the file it resolved to: a merge
+    compares the contents, since the settings record only the command line's ``--key=value``."""
+    from recbole_faerec.config.configurator import resolve_config_file
+
+    out = []
+    for path in config_file_list or []:
+        with open(resolve_config_file(path), "rb") as f:
+            out.append({"path": path, "sha256": hashlib.sha256(f.read()).hexdigest()})
+    return out
+
+
+def _report(rows, info, config_dict, dataset, sample, config_file_list=None) -> Dict[str, Any]:
     public = {k: v for k, v in info.items() if k != "tail_mask"}
     return {
         "dataset": dataset,
         "settings": {**_command_line_settings(), **{k: v for k, v in config_dict.items()}},
+        "config_files": _config_files(config_file_list),
         "protocol": public,
         "tsne_items": sample,
         "runs": [_public(r) for r in rows],
