@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 EPOCH_RE = re.compile(r"epoch (\d+) training \[time: ([\d.]+)s")
 VALID_RE = re.compile(r"epoch (\d+) evaluating \[time: [\d.]+s, valid_score: ([\d.]+)\]")
 RESULT_RE = re.compile(r"(best valid |test result)\s*: (\{.*\})")
@@ -47,8 +48,7 @@ def run_model(model, dataset, data_path, args):
     train = [float(t) for _, t in EPOCH_RE.findall(output)]
     valid = [float(v) for _, v in VALID_RE.findall(output)]
     valid_epochs = [int(e) for e, _ in VALID_RE.findall(output)]
-    sys.path.insert(0, str(REPO))
-    from recbole_faerec.quick_start.quick_start import tested_epoch
+    from recbole_faerec.quick_start.quick_start import tested_epoch  # lazy: torch, RecBole
     return {
         "model": model,
         "test": results["test result"],
