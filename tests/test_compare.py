@@ -39,6 +39,7 @@ def test_runner_writes_table_csv_and_plots(comparison):
         assert row["epochs"] == "1" and float(row["train_s_per_epoch"]) > 0
         assert 0 < float(row["coverage@10"]) <= 1
     report = json.loads((comparison / "results.json").read_text())
+    assert report["missing_runs"] == []
     assert report["protocol"]["group_test_rows"] == [11, 19, 57, 129, 727]  # 943 users in all
     assert report["settings"]["MAX_ITEM_LIST_LENGTH"] == "5"
     assert len(report["tsne_items"]) == 120
@@ -126,3 +127,29 @@ def test_merge_reports_the_tested_epoch_of_older_results(comparison, tmp_path):
     merged = merge_comparisons([old], tmp_path / "merged", plots=False)
     assert [r["best_epoch"] for r in merged["runs"]] == [3, 3]
     assert "| 5 (3) |" in (tmp_path / "merged" / "results.md").read_text()
+
+
+def test_unfinished_comparison_keeps_its_runs_for_merge(tmp_path, caplog):
+    """A comparison stopped by an error (or a killed job) after its first run keeps that run as a
+    mergeable part: results.json and per_user.npz after every run, the runs not done named in
+    results.md and in the merge's warning."""
+    args = [f"--{k}={v}" for k, v in {**TINY_SASREC, "embedding_size": 8}.items()]
+    spec = "TADA_SASRec[tada_init_checkpoint=missing.pth]"
+    proc = run_py([REPO / "run_recbole_faerec.py", f"--model=SASRec,{spec}", "--dataset=ml-100k",
+                   "--out_dir=out", *args], cwd=tmp_path, timeout=900)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: tada_init_checkpoint missing.pth")
+    out = tmp_path / "out"
+    report = json.loads((out / "results.json").read_text())
+    assert [r["model"] for r in report["runs"]] == ["SASRec"]
+    assert report["missing_runs"] == [{"model": spec, "seed": 2020}]
+    assert (out / "per_user.npz").exists() and not (out / "groups.png").exists()
+    assert (out / "results.md").read_text().startswith(
+        f"**Unfinished comparison**: 1 of 2 runs done; not run: {spec} (seed 2020).")
+    with caplog.at_level("WARNING"):
+        merged = merge_comparisons([out], tmp_path / "merged", plots=False)
+    assert [r["model"] for r in merged["runs"]] == ["SASRec"]
+    assert merged["missing_runs"] == report["missing_runs"]
+    assert f"{out} is an unfinished comparison" in caplog.text and spec in caplog.text
+    merged = merge_comparisons([out], tmp_path / "only", plots=False, models=["SASRec"])
+    assert merged["missing_runs"] == []  # the runs asked for are all there

@@ -16,6 +16,10 @@ trains and tests each model in turn with :func:`~recbole_faerec.quick_start.trai
   target's 1-based rank in the top ``max(topk)``, 0 for a miss) and the items' ``tail_mask``, for
   the paired tests.
 
+The tables, ``results.json`` and ``per_user.npz`` are rewritten after every run (the plots at the
+end): a comparison that stops early keeps its finished runs as a part :func:`merge_comparisons`
+takes, with the runs not done in ``missing_runs``.
+
 ``seeds`` (``--seeds=2020,2021,2022``) runs every model once per seed (RecBole's ``seed``): the
 table then shows the mean ± sample standard deviation over the seeds, the CSV one row per model and
 seed plus mean and std rows. Each pair of a backbone ``B`` and a model ``<Something>_B`` in the list
@@ -161,9 +165,12 @@ def run_comparison(
             rows.append(row)
             del model
             gc.collect()
-            _write_tables(rows, info, out_dir)  # after each run: a partial table survives a crash
-    report = _report(rows, info, config_dict, dataset, sample, config_file_list)
-    _write_outputs(rows, info, sample, report, out_dir, plots)
+            # after each run: a comparison that stops (a crash, a killed job) keeps what it ran, as
+            # a part that --merge accepts; the plots wait for the end
+            planned = [(m, s) for s in seeds or [info["seed"]] for m in models]
+            missing = [{"model": m, "seed": s} for m, s in planned[len(rows):]]
+            report = _report(rows, info, config_dict, dataset, sample, config_file_list, missing)
+            _write_outputs(rows, info, sample, report, out_dir, plots and not missing)
     getLogger().info(f"comparison written to {os.path.abspath(out_dir)}")
     return report
 
@@ -229,7 +236,7 @@ def _run_one(name, dataset, config_file_list, config_dict, saved, info) -> Dict[
 
 def _write_outputs(rows, info, sample, report, out_dir, plots) -> None:
     report["significance"] = paired_tests(rows, info)
-    _write_tables(rows, info, out_dir)
+    _write_tables(rows, info, out_dir, report.get("missing_runs"))
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(report, f, indent=1, default=_json_default)
     views = {f"{i}/{name}": v for i, r in enumerate(rows) for name, v in r["views"].items()}
@@ -317,6 +324,14 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
             raise ValueError(f"merge: no part holds {', '.join(missing)} (they hold "
                              f"{', '.join(sorted(held))})")
         loaded = [([r for r in part[0] if r["model"] in models], *part[1:]) for part in loaded]
+    missing_runs = []  # of the parts' unfinished comparisons (a killed job, a crash)
+    for d, (_, _, _, part_report) in zip(dirs, loaded):
+        missing = [r for r in part_report.get("missing_runs", [])
+                   if models is None or r["model"] in models]
+        if missing:
+            getLogger().warning(f"merge: {d} is an unfinished comparison; its finished runs are "
+                                f"merged, these never ran: {_run_names(missing)}")
+            missing_runs += missing
     rows, info, sample, report = loaded[0]
     rows = list(rows)
     seeds = list(info["seeds"])
@@ -347,7 +362,7 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
     info = dict(info, seeds=seeds)
     os.makedirs(out_dir, exist_ok=True)
     merged = dict(report, protocol={**report["protocol"], "seeds": seeds},
-                  runs=[_public(r) for r in rows])
+                  runs=[_public(r) for r in rows], missing_runs=missing_runs)
     _write_outputs(rows, info, sample, merged, out_dir, plots and "tail_mask" in info)
     return merged
 
@@ -711,9 +726,14 @@ def _history_text(info) -> str:
             f"(eval_history_score, the authors' protocol); {repeats}.")
 
 
-def _write_tables(rows, info, out_dir) -> None:
-    """``results.md`` and ``results.csv``."""
+def _write_tables(rows, info, out_dir, missing_runs=None) -> None:
+    """``results.md`` and ``results.csv``; ``missing_runs``: the runs an unfinished comparison
+    has not done (named at the top of ``results.md``)."""
     with open(os.path.join(out_dir, "results.md"), "w") as f:
+        if missing_runs:
+            f.write(f"**Unfinished comparison**: {len(rows)} of {len(rows) + len(missing_runs)} runs "
+                    f"done; not run: "
+                    f"{_run_names(missing_runs)}.\n\n")
         f.write(markdown_table(rows, info))
     metric_keys: List[str] = []
     for r in rows:
@@ -782,9 +802,15 @@ def _config_files(config_file_list) -> List[Dict[str, str]]:
     return out
 
 
-def _report(rows, info, config_dict, dataset, sample, config_file_list=None) -> Dict[str, Any]:
+def _run_names(runs) -> str:
+    return ", ".join(f"{r['model']} (seed {r['seed']})" for r in runs)
+
+
+def _report(rows, info, config_dict, dataset, sample, config_file_list=None,
+            missing_runs=None) -> Dict[str, Any]:
     public = {k: v for k, v in info.items() if k != "tail_mask"}
     return {
+        "missing_runs": list(missing_runs or []),
         "dataset": dataset,
         "settings": {**_command_line_settings(), **{k: v for k, v in config_dict.items()}},
         "config_files": _config_files(config_file_list),
