@@ -40,6 +40,9 @@ def test_runner_writes_table_csv_and_plots(comparison):
         assert 0 < float(row["coverage@10"]) <= 1
     report = json.loads((comparison / "results.json").read_text())
     assert report["missing_runs"] == []
+    sasrec, faerec = (run["config"] for run in report["runs"])  # as RecBole resolved them
+    assert faerec["item_tau"] == 0.1 and "item_tau" not in sasrec and faerec["n_layers"] == 1
+    assert "seed" not in faerec and "device" not in faerec  # where it ran is not compared
     assert report["protocol"]["group_test_rows"] == [11, 19, 57, 129, 727]  # 943 users in all
     assert report["settings"]["MAX_ITEM_LIST_LENGTH"] == "5"
     assert len(report["tsne_items"]) == 120
@@ -48,7 +51,7 @@ def test_runner_writes_table_csv_and_plots(comparison):
         assert data[:8] == PNG and len(data) > 10_000, image
 
 
-def test_merge_refuses_other_settings(comparison, tmp_path):
+def test_merge_refuses_other_settings(comparison, tmp_path, caplog):
     merged = merge_comparisons([comparison], tmp_path / "merged")
     assert [r["model"] for r in merged["runs"]] == ["SASRec", "FAERec_SASRec"]
     assert (tmp_path / "merged" / "tsne.png").read_bytes()[:8] == PNG
@@ -76,6 +79,21 @@ def test_merge_refuses_other_settings(comparison, tmp_path):
     del report["config_files"]  # written before config files were recorded: not compared
     (preset / "results.json").write_text(json.dumps(report))
     merge_comparisons([comparison, preset], tmp_path / "old_part", plots=False)
+    # the same command line, but a YAML default changed between the runs
+    report["runs"][1]["config"]["item_tau"] = 0.05
+    (preset / "results.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=r"FAERec_SASRec ran with other settings than in .*"
+                                         r"\(item_tau 0.1 vs 0.05; a changed default\?\)"):
+        merge_comparisons([comparison, preset], tmp_path / "bad_default", plots=False)
+    merged = merge_comparisons([comparison, preset], tmp_path / "sasrec_only", plots=False,
+                               models=["SASRec"])  # only the rows asked for are compared
+    assert [r["seed"] for r in merged["runs"]] == [2020, 2021]
+    for run in report["runs"]:  # written before runs recorded their settings: warned, merged
+        del run["config"]
+    (preset / "results.json").write_text(json.dumps(report))
+    with caplog.at_level("WARNING"):
+        merge_comparisons([comparison, preset], tmp_path / "older", plots=False)
+    assert f"{preset} was written before runs recorded their resolved settings" in caplog.text
 
 
 def test_merge_picks_models_and_reads_one_data_folder_two_ways(comparison, tmp_path):

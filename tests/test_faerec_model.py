@@ -41,7 +41,7 @@ def test_wrapping_keeps_the_backbone(sasrec):
 
     config, model, *_ = sasrec
     assert isinstance(model, SASRec) and isinstance(model.item_embedding, FusedItemEmbedding)
-    assert config["align_weight"] == 0.2 and config["item_tau"] == 0.05 and config["n_heads"] == 1
+    assert config["align_weight"] == 0.2 and config["item_tau"] == 0.1 and config["n_heads"] == 1
     # the frozen LLM table is in the model but not in its checkpoints
     assert "item_embedding.llm_table" not in model.state_dict()
     assert not model.item_embedding.llm_table.requires_grad

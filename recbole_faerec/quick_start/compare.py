@@ -223,6 +223,7 @@ def _run_one(name, dataset, config_file_list, config_dict, saved, info) -> Dict[
         "valid_curve": valid,
         "valid_epochs": result.get("valid_epochs"),
         "valid_score_bigger": result["valid_score_bigger"],
+        "config": _resolved_settings(config),
         "wall_s": time.time() - start,
         "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2**20
                         if torch.cuda.is_available() else None),
@@ -232,6 +233,47 @@ def _run_one(name, dataset, config_file_list, config_dict, saved, info) -> Dict[
     }
     del train_data, test_data, result
     return row
+
+
+#: settings that name where or how a run ran, not what it computed (and the seed, per run)
+_RUN_PLACE = {"seed", "device", "gpu_id", "use_gpu", "local_rank", "nproc", "world_size", "offset",
+              "ip", "port", "checkpoint_dir", "data_path", "dataset_save_path",
+              "dataloaders_save_path", "state", "show_progress", "log_wandb", "wandb_project",
+              "worker"}
+
+
+def _resolved_settings(config) -> Dict[str, Any]:
+    """Every setting the run used, as RecBole's Config resolved it (the YAML defaults included),
+    but for where it ran: a merge compares them, so a default changed between two parts' runs is
+    not merged silently."""
+    return {k: v if isinstance(v, (int, float, str, bool, list, dict, type(None))) else str(v)
+            for k, v in config.final_config_dict.items() if k not in _RUN_PLACE}
+
+
+def _check_resolved(dirs, loaded) -> None:
+    """Each model's runs in every part resolved the same settings (see :func:`_resolved_settings`);
+    parts written before runs recorded them are named in a warning."""
+    first: Dict[str, tuple] = {}
+    for d, (rows, *_) in zip(dirs, loaded):
+        if any("config" not in r for r in rows):
+            getLogger().warning(f"merge: {d} was written before runs recorded their resolved "
+                                "settings; a default changed between the parts' runs (a YAML "
+                                "edit, another version) cannot be told apart there")
+        for r in rows:
+            if "config" not in r:
+                continue
+            if r["model"] not in first:
+                first[r["model"]] = (d, r["config"])
+                continue
+            d0, config = first[r["model"]]
+            diff = sorted(k for k in set(config) | set(r["config"])
+                          if config.get(k) != r["config"].get(k))
+            if diff:
+                shown = ", ".join(f"{k} {config.get(k)!r} vs {r['config'].get(k)!r}"
+                                  for k in diff[:5])
+                raise ValueError(f"{d}: {r['model']} ran with other settings than in {d0} "
+                                 f"({shown}{', ...' if len(diff) > 5 else ''}; a changed default?)"
+                                 "; comparisons can only be merged when they share them")
 
 
 def _write_outputs(rows, info, sample, report, out_dir, plots) -> None:
@@ -324,6 +366,7 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
             raise ValueError(f"merge: no part holds {', '.join(missing)} (they hold "
                              f"{', '.join(sorted(held))})")
         loaded = [([r for r in part[0] if r["model"] in models], *part[1:]) for part in loaded]
+    _check_resolved(dirs, loaded)
     missing_runs = []  # of the parts' unfinished comparisons (a killed job, a crash)
     for d, (_, _, _, part_report) in zip(dirs, loaded):
         missing = [r for r in part_report.get("missing_runs", [])
