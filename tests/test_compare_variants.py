@@ -32,8 +32,12 @@ def test_model_entries_and_variants_are_read():
             parse_model_spec(bad)
     names = ["SASRec", "FAERec_SASRec", "FAERec_SASRec[item_align=False]", "SASRec[n_layers=2]"]
     assert model_pairs(names) == [("SASRec", "FAERec_SASRec"),
+                                  ("SASRec", "FAERec_SASRec[item_align=False]"),
                                   ("FAERec_SASRec", "FAERec_SASRec[item_align=False]"),
                                   ("SASRec", "SASRec[n_layers=2]")]
+    # a variant with the backbone alone (its model not in the list) is still tested against it
+    assert model_pairs(["SASRec", "FAERec_SASRec[item_tau=0.1]", "FAERec_GRU4Rec[w_min=0.5]"]) == \
+        [("SASRec", "FAERec_SASRec[item_tau=0.1]")]
     combined = ["SASRec", "TADA_SASRec", "FAERec_SASRec", "FAERec_TADA_SASRec", "FAERec_GRU4Rec"]
     assert model_pairs(combined) == [("SASRec", "TADA_SASRec"), ("SASRec", "FAERec_SASRec"),
                                      ("SASRec", "FAERec_TADA_SASRec"),

@@ -625,11 +625,14 @@ def _plot_rows(rows):
 def model_pairs(names: List[str]) -> List[tuple]:
     """``(B, M)`` for each model ``M`` named ``<Something>_<B>`` whose backbone ``B`` is in
     ``names`` too (e.g. ``("SASRec", "FAERec_SASRec")``), ``(M, V)`` for each variant
-    ``V = M[...]`` of a model ``M`` in ``names`` (an ablation against the full model), and for a
+    ``V = M[...]`` of a model ``M`` in ``names`` (an ablation against the full model) and ``(B, V)``
+    for the backbone ``B`` of ``M`` (``FAERec_SASRec[item_tau=0.1]`` against ``SASRec``, also when
+    ``FAERec_SASRec`` itself is not in the list), and for a
     combination of methods each of its parts alone (``FAERec_TADA_SASRec`` against
     ``FAERec_SASRec`` as well as ``TADA_SASRec``)."""
     pairs = []
     for name in names:
+        stem = name.split("[", 1)[0]  # a variant's model
         parts = name.split("_") if "[" not in name else []
         # the combination without one of its methods: FAERec_TADA_SASRec -> FAERec_SASRec
         alone = {"_".join(parts[:i] + parts[i + 1:]) for i in range(len(parts) - 1)} \
@@ -637,7 +640,8 @@ def model_pairs(names: List[str]) -> List[tuple]:
         for base in names:
             if base == name or (base, name) in pairs:
                 continue
-            if name.endswith("_" + base) or ("[" in name and name.split("[", 1)[0] == base) \
+            if name.endswith("_" + base) or ("[" in name and (stem == base or
+                                                              stem.endswith("_" + base))) \
                     or base in alone:
                 pairs.append((base, name))
     return pairs
