@@ -640,9 +640,8 @@ def model_pairs(names: List[str]) -> List[tuple]:
         for base in names:
             if base == name or (base, name) in pairs:
                 continue
-            if name.endswith("_" + base) or ("[" in name and (stem == base or
-                                                              stem.endswith("_" + base))) \
-                    or base in alone:
+            if name.endswith("_" + base) or stem.endswith("_" + base) \
+                    or ("[" in name and stem == base) or base in alone:
                 pairs.append((base, name))
     return pairs
 
