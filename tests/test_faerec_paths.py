@@ -357,3 +357,71 @@ def test_layernorm_without_a_backbone_layernorm_standardises(cache, caplog):
 def test_train_id_scores_contradicts_another_training_fusion(cache):
     with pytest.raises(ValueError, match="train_id_scores"):
         build(loss_type="BCE", train_score_fusion="layernorm", reference_quirks=["train_id_scores"])
+
+
+# ---- input_branches: the authors' input fusion ----------------------------------------------
+
+def _encoder_input(model, interaction):
+    """What SASRec's Transformer receives (after its input LayerNorm and dropout)."""
+    seen = {}
+    hook = model.trm_encoder.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    try:
+        model.forward(interaction["item_id_list"], interaction["item_length"])
+    finally:
+        hook.remove()
+    return seen["x"]
+
+
+def test_input_branches_gate_each_view_with_its_position(default, cache):
+    """x_t = LN(g(a, b) a + (1 - g(a, b)) b), a = Drop(e + pos), b = Drop(p + pos) (reference notes
+    §2 "Input fusion"): by hand in evaluation; in training the dropout acts before the gate and
+    not after the LayerNorm."""
+    _, paper, train, valid = default
+    _, quirk, _, _ = twin(paper, reference_quirks=["input_branches"], hidden_dropout_prob=0.5)
+    assert list(quirk.state_dict()) == list(paper.state_dict())  # the same checkpoint keys
+    assert isinstance(quirk.dropout, torch.nn.Identity) and quirk.input_dropout.p == 0.5
+    interaction = next(iter(valid))[0]
+    seq = interaction["item_id_list"]
+    fused = quirk.item_embedding
+    quirk.eval()
+    with torch.no_grad():
+        pos = quirk.position_embedding.weight[: seq.shape[1]]
+        a = fused.id_embedding(seq) + pos
+        b = fused.projector(fused.llm_table[seq]) + pos
+        g = fused.gate(a, b)
+        expected = quirk.LayerNorm(g * a + (1 - g) * b)
+        torch.testing.assert_close(_encoder_input(quirk, interaction), expected, rtol=1e-4, atol=1e-5)
+        # the paper's order (position after the fusion) gives other inputs
+        e, p = fused.id_embedding(seq), fused.projector(fused.llm_table[seq])
+        g = fused.gate(e, p)
+        paper_order = quirk.LayerNorm(g * e + (1 - g) * p + pos)
+        assert (_encoder_input(quirk, interaction) - paper_order).abs().max() > 1e-3
+        # scoring is unchanged: the quirk is about the sequence input only
+        paper.eval()
+        torch.testing.assert_close(fused.weight, paper.item_embedding.weight)
+    quirk.train()
+    paper.train()
+    assert quirk.input_dropout.training
+    with torch.no_grad():
+        dropped_after = _encoder_input(paper, interaction)
+        dropped_before = _encoder_input(quirk, interaction)
+    real = (seq > 0).unsqueeze(-1).expand_as(dropped_after)
+    assert (dropped_after[real] == 0).float().mean() > 0.4  # RecBole's: dropout after the LN
+    assert (dropped_before[real] == 0).float().mean() < 0.01  # the authors': none after it ...
+    with torch.no_grad():
+        quirk.eval()
+        clean = _encoder_input(quirk, interaction)
+    assert (dropped_before - clean)[real].abs().max() > 1e-2  # ... but before the gate
+
+
+def test_input_branches_on_another_backbone_warns(cache, caplog):
+    from recbole_faerec.quick_start import build_config, load_dataset
+    from recbole_faerec.utils import get_model
+
+    config = build_config("FAERec_GRU4Rec", "ml-100k", config_dict={
+        **TINY, "reference_quirks": ["input_branches"]})
+    _, train, _, _ = load_dataset(config)
+    with caplog.at_level("WARNING"):
+        model = get_model("FAERec_GRU4Rec")(config, train._dataset)
+    assert "GRU4Rec's differs" in caplog.text
+    assert model.item_embedding.branches is None

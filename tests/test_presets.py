@@ -20,7 +20,8 @@ REFERENCE = {"loss_type": "BCE", "MAX_ITEM_LIST_LENGTH": 50, "hidden_size": 128,
              "stopping_step": 10, "eval_exclude_history": True, "eval_history_score": 0,
              "head_ratio": 0.2, "popularity_source": "all", "align_weight": 0.2, "item_tau": 0.05,
              "bt_lambda": 0.005, "inference_fusion": "layernorm", "train_score_fusion": "id",
-             "reference_quirks": ["train_id_scores", "align_duplicates", "pca_with_padding"]}
+             "reference_quirks": ["train_id_scores", "align_duplicates", "pca_with_padding",
+                                  "input_branches"], "align_max_items": 1000000}
 
 
 def config_for(model, preset, tmp_path, monkeypatch, **extra):
@@ -70,7 +71,7 @@ def test_reference_preset_builds_the_authors_model(tmp_path, monkeypatch, cache)
     fused = model.item_embedding
     assert (fused.input_fusion, fused.train_fusion, fused.eval_fusion) == ("gate", "id", "layernorm")
     assert fused.norm is model.LayerNorm
-    assert model.quirks == {"train_id_scores", "align_duplicates", "pca_with_padding"}
+    assert model.quirks == {"train_id_scores", "align_duplicates", "pca_with_padding", "input_branches"}
 
 
 def test_a_missing_config_file_is_one_clear_line(tmp_path):

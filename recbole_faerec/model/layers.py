@@ -104,6 +104,7 @@ class FusedItemEmbedding(ItemTableCache):
         self.register_buffer("llm_table", llm_table.float(), persistent=False)
         self.input_fusion, self.train_fusion, self.eval_fusion = input_fusion, train_fusion, eval_fusion
         self.n_llm = llm_table.shape[0]
+        self.branches = None  # (position embedding, dropout): the authors' input fusion, see below
         self.embedding_dim = id_embedding.embedding_dim
         self.num_embeddings = id_embedding.num_embeddings
         self.padding_idx = id_embedding.padding_idx
@@ -136,6 +137,34 @@ class FusedItemEmbedding(ItemTableCache):
             fused = fused.masked_fill((ids == self.padding_idx).unsqueeze(-1), 0.0)
         return fused
 
+    def use_input_branches(self, position_embedding: nn.Embedding, dropout: nn.Module) -> None:
+        r"""Fuse sequence inputs as the authors' code does (quirk ``input_branches``), for a
+        backbone whose input layer is ``Dropout(LN(item + position))`` with positions
+        ``0..L-1`` (SASRec, FMLPRec): each view gets the position embedding and its own dropout
+        before the gate, which therefore sees the positions,
+
+        :math:`x_t = \mathrm{LN}(g_t \odot a_t + (1 - g_t) \odot b_t)`, with
+        :math:`a_t = \mathrm{Drop}(e_{s_t} + pos_t)`, :math:`b_t = \mathrm{Drop}(p_{s_t} + pos_t)`
+        and :math:`g_t` the gate of eq. (3) on :math:`[a_t; b_t]`,
+
+        and no dropout after the LayerNorm. The backbone keeps adding the position embedding, so
+        the lookup returns :math:`x_t - pos_t`; the caller replaces the backbone's input dropout
+        (``dropout``, used here instead) by the identity. Neither module is registered here: the
+        checkpoint keeps the backbone's keys."""
+        object.__setattr__(self, "branches", (position_embedding, dropout))
+
+    def branch_input(self, ids: torch.Tensor) -> torch.Tensor:
+        """The sequence input of :meth:`use_input_branches`, less the position embedding."""
+        position_embedding, dropout = self.branches
+        pos = position_embedding(torch.arange(ids.shape[-1], device=ids.device))
+        unique, inverse = torch.unique(ids, return_inverse=True)  # project each item once
+        e, p = self.id_view(ids), F.embedding(inverse, self.llm_view(unique))
+        a, b = dropout(e + pos), dropout(p + pos)
+        x = fuse(a, b, self.input_fusion, self.gate) - pos
+        if self.num_embeddings > self.n_llm:
+            x = torch.where((ids >= self.n_llm).unsqueeze(-1), a - pos, x)
+        return x
+
     # ---- what the backbone calls --------------------------------------------------------------
     @property
     def output_fusion(self) -> str:
@@ -147,6 +176,8 @@ class FusedItemEmbedding(ItemTableCache):
         return self.table(self.output_fusion)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.branches is not None and ids.dim() >= 2:
+            return self.branch_input(ids)
         return self.lookup(ids, self.input_fusion if ids.dim() >= 2 else self.output_fusion)
 
     def extra_repr(self) -> str:

@@ -31,7 +31,10 @@ from recbole_faerec.model.layers import FUSIONS, DimensionGate, FusedItemEmbeddi
 from recbole_faerec.model.llm_item import LLMItemMixin, method_family
 from recbole_faerec.model.loss import feature_alignment_loss, item_alignment_loss
 
-QUIRKS = ("train_id_scores", "align_duplicates", "pca_with_padding")
+QUIRKS = ("train_id_scores", "align_duplicates", "pca_with_padding", "input_branches")
+# backbones whose input layer is Dropout(LN(item + position)) over positions 0..L-1, as the authors'
+# SASRec and FMLP-Rec: the ones the quirk input_branches can rebuild without copying a forward
+INPUT_BRANCH_BACKBONES = ("SASRec", "FMLPRec")
 
 
 def _input_layernorm(model, dim: int):
@@ -114,6 +117,8 @@ class FAERecMixin(LLMItemMixin):
         self.item_embedding = FusedItemEmbedding(id_embedding, llm_table, projector, gate,
                                                  input_fusion, train_fusion, eval_fusion,
                                                  norm)
+        if "input_branches" in self.quirks:
+            self._use_input_branches()
 
         self.align_weight = float(config["align_weight"])
         self.item_tau = float(config["item_tau"])
@@ -128,6 +133,23 @@ class FAERecMixin(LLMItemMixin):
             enabled=bool(config["curriculum"]),
             fixed=float(config["curriculum_fixed_item_weight"]))
         self.grouper = PopularityGrouper(train_popularity(dataset))
+
+    def _use_input_branches(self) -> None:
+        """The authors' input fusion (quirk ``input_branches``,
+        :meth:`~recbole_faerec.model.layers.FusedItemEmbedding.use_input_branches`): the
+        backbone's input dropout moves before the gate, one mask per view."""
+        backbone = self.backbone_class.__name__
+        if backbone not in INPUT_BRANCH_BACKBONES or not isinstance(
+                getattr(self, "dropout", None), torch.nn.Dropout):
+            # a warning, not an error: presets/reference.yaml serves every backbone
+            self.logger.warning(
+                f"{type(self).__name__}: reference_quirks 'input_branches' rebuilds the input layer "
+                f"of {' and '.join(INPUT_BRANCH_BACKBONES)} (item + position, LayerNorm, dropout); "
+                f"{backbone}'s differs, so its inputs are fused as eq. (3)-(4) say")
+            return
+        self.input_dropout = self.dropout  # registered, so train()/eval() still switch it
+        self.dropout = torch.nn.Identity()
+        self.item_embedding.use_input_branches(self.position_embedding, self.input_dropout)
 
     # ---- training ---------------------------------------------------------------------------
     def epoch_warning(self):
@@ -144,12 +166,17 @@ class FAERecMixin(LLMItemMixin):
         ``train_positions: all``, the negatives of every position, as the authors' code aligns).
 
         Distinct items by default (the paper's "batch of items"); with the ``align_duplicates``
-        quirk every occurrence, as the authors' code does. At most ``align_max_items`` (a random
+        quirk every occurrence of the sequence items and negatives, as the authors' code does
+        (the rows' targets too, unless ``train_positions: all``, where they are the inputs
+        shifted by one and the authors' code does not add them again). At most ``align_max_items`` (a random
         subset), which bounds the N x N similarity matrix of eq. (5).
         """
-        items = self.batch_items(interaction)
         if "align_duplicates" not in self.quirks:
-            return self.distinct_items(items, self.align_max_items)
+            return self.distinct_items(self.batch_items(interaction), self.align_max_items)
+        # the authors' tokens: every input item and every sampled negative; with one row per
+        # user the targets are the inputs shifted by one, and their code does not add them again
+        every_position = getattr(self, "train_positions", "last") == "all"
+        items = self.batch_items(interaction, targets=not every_position)
         items = items[(items > 0) & (items < self.item_embedding.n_llm)]
         if items.numel() > self.align_max_items:
             items = items[torch.randperm(items.numel(), device=items.device)[: self.align_max_items]]
