@@ -53,7 +53,9 @@ name                     what breaks without it
 ``train_positions``      RecBole trains sequential models on prefixes only (one target per
                          row); ``train_positions: all`` trains a causal backbone on every
                          position of each user's sequence, as the original SASRec and the
-                         FAERec authors' code (:mod:`recbole_faerec.model.positions`).
+                         FAERec authors' code (:mod:`recbole_faerec.model.positions`). Also
+                         ``padding_side: left``: SASRec with the padding before the items, as
+                         theirs (RecBole pads after them).
 ``bce_loss``             RecBole's sequential models know ``loss_type`` CE and BPR only; the
                          paper's (and its authors' baselines') BCE with one sampled negative
                          raises ``NotImplementedError``. With it, every model with a BPR branch
@@ -571,13 +573,15 @@ def _fix_train_positions() -> None:
     from recbole.model.abstract_recommender import SequentialRecommender
     from recbole.model.sequential_recommender import GRU4Rec, SASRec
 
-    from recbole_faerec.model.positions import all_positions_loss, positions_init
+    from recbole_faerec.model.positions import all_positions_loss, padding_forward, positions_init
 
     if not getattr(SequentialRecommender.__init__, "_recbole_faerec_compat", False):
         SequentialRecommender.__init__ = positions_init(SequentialRecommender.__init__)
     for cls in (SASRec, GRU4Rec):
         if not getattr(cls.calculate_loss, "_recbole_faerec_compat", False):
             cls.calculate_loss = all_positions_loss(cls.calculate_loss)
+    if not getattr(SASRec.forward, "_recbole_faerec_compat", False):  # padding_side: left
+        SASRec.forward = padding_forward(SASRec.forward)
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ REFERENCE = {"loss_type": "BCE", "MAX_ITEM_LIST_LENGTH": 50, "hidden_size": 128,
              "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.4, "attn_dropout_prob": 0.4,
              "learning_rate": 0.001, "weight_decay": 0.0, "valid_metric": "NDCG@20",
              "eval_start_epoch": 61, "train_positions": "all", "train_batch_size": 256,
+             "padding_side": "left",
              "stopping_step": 10, "eval_exclude_history": True, "eval_history_score": 0,
              "head_ratio": 0.2, "popularity_source": "all", "align_weight": 0.2, "item_tau": 0.05,
              "bt_lambda": 0.005, "inference_fusion": "layernorm", "train_score_fusion": "id",
@@ -72,6 +73,7 @@ def test_reference_preset_builds_the_authors_model(tmp_path, monkeypatch, cache)
     assert (fused.input_fusion, fused.train_fusion, fused.eval_fusion) == ("gate", "id", "layernorm")
     assert fused.norm is model.LayerNorm
     assert model.quirks == {"train_id_scores", "align_duplicates", "pca_with_padding", "input_branches"}
+    assert model.padding_side == "left"
 
 
 def test_a_missing_config_file_is_one_clear_line(tmp_path):

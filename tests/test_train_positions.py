@@ -146,3 +146,83 @@ def test_faerec_aligns_the_negatives_of_every_position(cache):
     seq = batch["item_id_list"].flatten()
     expected = torch.cat([seq[seq > 0], negatives])
     assert torch.equal(items, expected)  # the authors' tokens: inputs and their negatives
+
+
+# ---- padding_side: left (the original SASRec's and the authors' layout) ----------------------
+
+def test_left_align_undoes_right_align():
+    from recbole_faerec.model.positions import left_align, right_align
+
+    x = torch.tensor([[1, 2, 0, 0], [3, 4, 5, 6], [7, 0, 0, 0]])
+    length = torch.tensor([2, 4, 1])
+    assert right_align(x, length).tolist() == [[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 7]]
+    assert torch.equal(left_align(right_align(x, length), length), x)
+
+
+def _sasrec_by_hand(model, items, width):
+    """SASRec's per-position outputs for one unpadded sequence whose items sit at positions
+    ``width - n .. width - 1`` (left padding, which the causal mask makes invisible)."""
+    n = len(items)
+    seq = torch.tensor([items])
+    x = model.item_embedding(seq) + model.position_embedding(torch.arange(width - n, width))
+    x = model.dropout(model.LayerNorm(x))
+    causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
+    mask = torch.where(causal, 0.0, -10000.0).view(1, 1, n, n)
+    return model.trm_encoder(x, mask, output_all_encoded_layers=True)[-1][0]
+
+
+def test_left_padding_counts_positions_back_from_the_last_item(cache):
+    from recbole_faerec.model.positions import every_position_output
+
+    _, right, _ = build("SASRec", MAX_ITEM_LIST_LENGTH=6)
+    _, left, _ = build("SASRec", MAX_ITEM_LIST_LENGTH=6, padding_side="left")
+    left.load_state_dict(right.state_dict())
+    right.eval(), left.eval()
+    seq = torch.tensor([[5, 9, 2, 0, 0, 0], [7, 3, 8, 4, 6, 1], [11, 0, 0, 0, 0, 0]])
+    length = torch.tensor([3, 6, 1])
+    with torch.no_grad():
+        last = left.forward(seq, length)
+        every = every_position_output(left, seq, length)
+        for b, n in enumerate(length.tolist()):
+            expected = _sasrec_by_hand(left, seq[b, :n].tolist(), 6)
+            torch.testing.assert_close(last[b], expected[-1], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(every[b, :n], expected, rtol=1e-5, atol=1e-5)  # RecBole's layout
+            assert torch.all(every[b, n:] == 0)
+        assert torch.equal(right.forward(seq, length)[1], last[1])  # a full row is the same ...
+        assert not torch.allclose(right.forward(seq, length)[0], last[0], atol=1e-3)  # ... a short one not
+
+
+def test_left_padding_trains_every_position(cache):
+    """A real step with train_positions: all: the loss is the per-position CE of the hand-built
+    left-padded outputs."""
+    import torch.nn.functional as F
+
+    _, model, train = build("SASRec", MAX_ITEM_LIST_LENGTH=6, padding_side="left", train_positions="all")
+    model.eval()  # no dropout: a deterministic loss
+    batch = next(iter(train))
+    seq, length = batch["item_id_list"], batch["item_length"]
+    with torch.no_grad():
+        outputs, targets = [], []
+        for b in range(8):
+            n = int(length[b])
+            outputs.append(_sasrec_by_hand(model, seq[b, :n].tolist(), 6))
+            targets.append(torch.cat([seq[b, 1:n], batch["item_id"][b:b + 1]]))
+        logits = torch.cat(outputs) @ model.item_embedding.weight.t()
+        subset = model.calculate_loss(batch[torch.arange(8)])
+        expected = F.cross_entropy(logits, torch.cat(targets))
+    assert subset.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["GRU4Rec", "BERT4Rec", "FMLPRec"])
+def test_left_padding_warns_on_a_model_with_its_own_forward(cache, caplog, name):
+    with caplog.at_level("WARNING"):
+        _, model, _ = build(name, padding_side="left")
+    assert f"{name} cannot pad sequences on the left" in caplog.text
+    assert model.padding_side == "right"
+
+
+def test_unknown_padding_side_is_refused(cache):
+    from recbole_faerec.model.positions import TrainPositionsError
+
+    with pytest.raises(TrainPositionsError, match="padding_side 'middle' is unknown"):
+        build("SASRec", padding_side="middle")

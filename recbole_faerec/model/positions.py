@@ -24,6 +24,16 @@ With ``train_positions: all``:
 Only backbones whose output at position ``t`` depends on positions ``<= t`` qualify (else a
 position would see its own target): RecBole's SASRec and GRU4Rec and the plugin's FMLPRec, LRURec
 and gMLP; any other model refuses the setting when it is built.
+
+Where the padding goes (``padding_side``). RecBole keeps a sequence's items at positions
+``0 .. n-1`` and pads after them, so SASRec's position embedding counts from the first item. The
+original SASRec and FAERec's authors' code pad before the items (``left``): the last item is always
+at position ``L - 1`` and the position embedding counts back from the most recent item.
+:func:`padding_forward` wraps RecBole's ``SASRec.forward`` (and so every method built on it that
+keeps its ``forward``): with ``left`` it right-aligns the sequence, runs the backbone, reads the
+output at ``L - 1`` and moves per-position outputs back to RecBole's alignment, so losses,
+``train_positions``, history exclusion and every other reader see RecBole's layout. A model with
+its own ``forward`` warns when it is built and keeps RecBole's layout.
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ from recbole_faerec.settings import setting
 
 KEY = "train_positions"
 VALUES = ("last", "all")
+PADDING_KEY = "padding_side"
+PADDING_VALUES = ("right", "left")
 #: RecBole's own backbones whose per-position outputs are causal and end in ``gather_indexes``
 RECBOLE_CAUSAL = ("SASRec", "GRU4Rec")
 
@@ -69,8 +81,67 @@ def positions_init(init):
                 f"a position is not causal or not per position; the models that can: SASRec, "
                 f"GRU4Rec, FMLPRec, LRURec, gMLP and their FAERec_ versions")
         self.train_positions = value
+        side = setting(config, PADDING_KEY)
+        if side not in PADDING_VALUES:
+            raise TrainPositionsError(f"{PADDING_KEY} '{side}' is unknown; expected one of {PADDING_VALUES}")
+        if side == "left" and not getattr(type(self).forward, "_recbole_faerec_padding", False):
+            # a warning, not an error: presets/reference.yaml serves every backbone
+            getLogger().warning(
+                f"{type(self).__name__} cannot pad sequences on the left ({PADDING_KEY}: left is "
+                f"RecBole's SASRec.forward and the methods that keep it: FAERec_SASRec, "
+                f"LLMInit_SASRec, ...); it runs its own forward, on RecBole's layout")
+            side = "right"
+        self.padding_side = side
 
     wrapper._recbole_faerec_compat = True
+    return wrapper
+
+
+def right_align(x: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """Rows ``x`` ``[B, L, ...]`` padded after their ``length`` items (RecBole's layout) moved so
+    that each row's last item sits at ``L - 1``, zeros before its first: left padding, under which
+    positions count back from the end of the sequence."""
+    batch, width = x.shape[:2]
+    index = torch.arange(width, device=x.device).unsqueeze(0) - (width - length).unsqueeze(1)
+    return _gather_rows(x, index)
+
+
+def left_align(x: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`right_align`: each row's ``length`` last positions moved to
+    ``0 .. length - 1``, zeros after them (RecBole's layout)."""
+    batch, width = x.shape[:2]
+    index = torch.arange(width, device=x.device).unsqueeze(0) + (width - length).unsqueeze(1)
+    return _gather_rows(x, index)
+
+
+def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``out[b, t] = x[b, index[b, t]]`` where ``0 <= index < L``, zero elsewhere."""
+    batch, width = x.shape[:2]
+    extra = [1] * (x.dim() - 2)
+    valid = ((index >= 0) & (index < width)).view(batch, width, *extra)
+    index = index.clamp(0, width - 1).view(batch, width, *extra).expand_as(x)
+    return torch.where(valid, x.gather(1, index), torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def padding_forward(forward):
+    """Wrap RecBole's ``SASRec.forward`` for ``padding_side: left`` (see the module)."""
+
+    @functools.wraps(forward)
+    def wrapper(self, item_seq, item_seq_len):
+        if getattr(self, "padding_side", "right") != "left":
+            return forward(self, item_seq, item_seq_len)
+        states = getattr(self, "sequence_states", None)
+        width = item_seq.shape[1]
+        output = forward(self, right_align(item_seq, item_seq_len), torch.full_like(item_seq_len, width))
+        if output.dim() == 3:  # every position (its gather_indexes skipped): RecBole's layout
+            output = left_align(output, item_seq_len)
+        kept = getattr(self, "sequence_states", None)
+        if kept is not None and kept is not states:  # a method that keeps every position's state
+            self.sequence_states = left_align(kept, item_seq_len)
+        return output
+
+    wrapper._recbole_faerec_compat = True
+    wrapper._recbole_faerec_padding = True
     return wrapper
 
 
@@ -216,5 +287,6 @@ def one_row_per_user(train_data, config):
     return type(train_data)(config, rows, train_data._sampler, shuffle=config["shuffle"])
 
 
-__all__ = ["KEY", "TrainPositionsError", "all_positions_loss", "every_position_output", "longest_rows", "one_row_per_user",
-           "position_targets", "positions_init", "sample_negatives", "supports_all_positions"]
+__all__ = ["KEY", "PADDING_KEY", "TrainPositionsError", "all_positions_loss", "every_position_output",
+           "left_align", "longest_rows", "one_row_per_user", "padding_forward", "position_targets",
+           "positions_init", "right_align", "sample_negatives", "supports_all_positions"]

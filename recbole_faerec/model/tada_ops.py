@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from recbole_faerec.data.cooccurrence import CandidateSets, pack_sets
+from recbole_faerec.model.positions import right_align  # re-exported: TADA pairs views by it
 
 
 @dataclass
@@ -126,17 +127,6 @@ class TadaOperators:
             if out_n is not None:
                 out_n[b, :m] = neg
         return Views(out1, out2, out_len, out_t, out_n, inserted)
-
-
-def right_align(x: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-    """Right-padded rows ``x`` ``[B, L, ...]`` moved so that each row's last position sits at
-    ``L - 1``, zeros before its start: the authors' left padding, under which two rows' positions
-    pair by their distance from the end of the sequence."""
-    batch, width = x.shape[:2]
-    index = torch.arange(width, device=x.device).unsqueeze(0) - (width - length).unsqueeze(1)
-    valid = (index >= 0).view(batch, width, *([1] * (x.dim() - 2)))
-    index = index.clamp(min=0).view(batch, width, *([1] * (x.dim() - 2))).expand_as(x)
-    return torch.where(valid, x.gather(1, index), torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 __all__ = ["PackedSets", "TadaOperators", "Views", "right_align"]
