@@ -171,3 +171,14 @@ def test_unfinished_comparison_keeps_its_runs_for_merge(tmp_path, caplog):
     assert f"{out} is an unfinished comparison" in caplog.text and spec in caplog.text
     merged = merge_comparisons([out], tmp_path / "only", plots=False, models=["SASRec"])
     assert merged["missing_runs"] == []  # the runs asked for are all there
+    # the run finished in another part (here: once the checkpoint exists) completes the merge
+    shutil.copy(next((tmp_path / "saved").glob("SASRec-*.pth")), tmp_path / "missing.pth")
+    proc = run_py([REPO / "run_recbole_faerec.py", f"--model={spec}", "--dataset=ml-100k",
+                   "--out_dir=rest", *args], cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        merged = merge_comparisons([out, tmp_path / "rest"], tmp_path / "whole", plots=False)
+    assert [r["model"] for r in merged["runs"]] == ["SASRec", spec]
+    assert merged["missing_runs"] == [] and "unfinished" not in caplog.text
+    assert not (tmp_path / "whole" / "results.md").read_text().startswith("**Unfinished")

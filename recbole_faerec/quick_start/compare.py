@@ -367,10 +367,14 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
                              f"{', '.join(sorted(held))})")
         loaded = [([r for r in part[0] if r["model"] in models], *part[1:]) for part in loaded]
     _check_resolved(dirs, loaded)
-    missing_runs = []  # of the parts' unfinished comparisons (a killed job, a crash)
+    # the runs the parts' unfinished comparisons (a killed job, a crash) never ran, unless another
+    # part ran them (the usual way to finish one)
+    held_runs = {(r["model"], r["seed"]) for part in loaded for r in part[0]}
+    missing_runs = []
     for d, (_, _, _, part_report) in zip(dirs, loaded):
         missing = [r for r in part_report.get("missing_runs", [])
-                   if models is None or r["model"] in models]
+                   if (models is None or r["model"] in models)
+                   and (r["model"], r["seed"]) not in held_runs and r not in missing_runs]
         if missing:
             getLogger().warning(f"merge: {d} is an unfinished comparison; its finished runs are "
                                 f"merged, these never ran: {_run_names(missing)}")
