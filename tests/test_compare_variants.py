@@ -66,6 +66,11 @@ def test_a_variant_runs_with_its_own_settings(tmp_path):
     assert [(t["base"], t["model"]) for t in tests] == [("SASRec", variant["model"])]
     text = (tmp_path / "out" / "results.md").read_text()
     assert "| SASRec[hidden_dropout_prob=0.0;attn_dropout_prob=0.0] |" in text
+    # the training protocol is stated, as RecBole resolved it, with what the variant changed
+    training = next(line for line in text.splitlines() if line.startswith("Training, as RecBole"))
+    assert f"MAX_ITEM_LIST_LENGTH {SETTINGS['MAX_ITEM_LIST_LENGTH']}," in training
+    assert "loss_type CE," in training and "train_positions last," in training
+    assert "hidden_dropout_prob 0.5 (0.0 for SASRec[hidden_dropout_prob=0.0;attn_dropout_prob=0.0])" in training
 
 
 def test_a_malformed_variant_stops_before_training(tmp_path, capsys):

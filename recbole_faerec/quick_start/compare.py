@@ -501,7 +501,54 @@ def markdown_table(rows, info) -> str:
         text = _seeds_table(models, info)
     else:
         text = _single_table(rows, info)
+    training = training_text(rows)
+    if training:
+        first_break = text.index("\n\n")  # after the evaluation protocol
+        text = text[:first_break] + "\n\n" + training + text[first_break:]
     return text + _significance_text(paired_tests(rows, info), info)
+
+
+#: the training settings every results.md states (RecBole's names), in this order
+TRAINING_KEYS = ("loss_type", "embedding_size", "hidden_size", "MAX_ITEM_LIST_LENGTH",
+                 "train_positions", "padding_side", "train_batch_size", "learning_rate",
+                 "hidden_dropout_prob", "epochs", "stopping_step", "valid_metric", "eval_start_epoch")
+
+
+def _training_value(config, key):
+    value = config.get(key)
+    if key == "loss_type" and value in ("BPR", "BCE"):
+        negatives = (config.get("train_neg_sample_args") or {}).get("sample_num")
+        return f"{value} ({negatives} sampled negative{'s' if negatives != 1 else ''} a target)"
+    return value
+
+
+def training_text(rows) -> str:
+    """One line with the training protocol of the runs as RecBole resolved it (``config`` of each
+    run): a value shared by every model once, one that differs with the models that have it. Empty
+    when no run recorded its settings (parts written before they were)."""
+    recorded = [r for r in rows if r.get("config")]
+    if not recorded:
+        return ""
+    parts = []
+    for key in TRAINING_KEYS:
+        by_value: Dict[str, List[str]] = {}
+        for r in recorded:
+            if key not in r["config"]:
+                continue
+            models = by_value.setdefault(str(_training_value(r["config"], key)), [])
+            if r["model"] not in models:
+                models.append(r["model"])
+        if not by_value:
+            continue
+        ranked = sorted(by_value.items(), key=lambda kv: -len(kv[1]))  # the most common first
+        text = f"{key} {ranked[0][0]}"
+        if len(ranked) > 1:
+            text += " (" + "; ".join(f"{value} for {', '.join(models)}" for value, models in ranked[1:]) + ")"
+        parts.append(text)
+    unrecorded = sorted({r["model"] for r in rows if not r.get("config")})
+    note = (f" Not recorded for {', '.join(unrecorded)} (written before runs recorded their "
+            f"settings).") if unrecorded else ""
+    return "Training, as RecBole resolved it: " + ", ".join(parts) + "." + note
 
 
 def _single_table(rows, info) -> str:
