@@ -101,7 +101,7 @@ def right_align(x: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     """Rows ``x`` ``[B, L, ...]`` padded after their ``length`` items (RecBole's layout) moved so
     that each row's last item sits at ``L - 1``, zeros before its first: left padding, under which
     positions count back from the end of the sequence."""
-    batch, width = x.shape[:2]
+    width = x.shape[1]
     index = torch.arange(width, device=x.device).unsqueeze(0) - (width - length).unsqueeze(1)
     return _gather_rows(x, index)
 
@@ -109,7 +109,7 @@ def right_align(x: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
 def left_align(x: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     """The inverse of :func:`right_align`: each row's ``length`` last positions moved to
     ``0 .. length - 1``, zeros after them (RecBole's layout)."""
-    batch, width = x.shape[:2]
+    width = x.shape[1]
     index = torch.arange(width, device=x.device).unsqueeze(0) + (width - length).unsqueeze(1)
     return _gather_rows(x, index)
 
