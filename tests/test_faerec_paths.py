@@ -425,3 +425,57 @@ def test_input_branches_on_another_backbone_warns(cache, caplog):
         model = get_model("FAERec_GRU4Rec")(config, train._dataset)
     assert "GRU4Rec's differs" in caplog.text
     assert model.item_embedding.branches is None
+
+
+# ---- projector_masks: each use of the projector gets its own dropout mask -------------------
+
+def _projector_rows(model, run):
+    """The number of rows of each projector call made by ``run()``."""
+    rows = []
+    hook = model.item_embedding.projector.register_forward_pre_hook(
+        lambda m, args: rows.append(args[0].shape[:-1].numel()))
+    try:
+        run()
+    finally:
+        hook.remove()
+    return rows
+
+
+def test_projector_masks_run_the_projector_per_token_and_per_term(default, cache):
+    """The authors' code projects the [B, L] input (one dropout mask per token) and runs the
+    projector again for each alignment term (reference notes §2 "Alignment tokens"): the quirk
+    does both; without it one pass per distinct input item and one pass for both terms. The
+    losses are the same in evaluation, where no mask is drawn."""
+    _, paper, train, _ = default
+    quirks = ["input_branches", "align_duplicates"]
+    _, one, _, _ = twin(paper, reference_quirks=quirks)
+    _, each, _, _ = twin(paper, reference_quirks=quirks + ["projector_masks"])
+    interaction = next(iter(train))
+    seq = interaction["item_id_list"]
+    for model in (one, each):
+        model.train()
+        model.current_epoch = 7  # both curriculum weights > 0 (eq. 11)
+    assert min(each.curriculum.weights(7)) > 0
+    # the sequence input: every token of the batch against each distinct item once
+    assert _projector_rows(each, lambda: each.item_embedding(seq)) == [seq.numel()]
+    assert _projector_rows(one, lambda: one.item_embedding(seq)) == [torch.unique(seq).numel()]
+    # the alignment: one projector pass per term
+    items = each.alignment_items(interaction)
+    assert torch.unique(items).numel() < items.numel()  # duplicates: their tokens
+    assert _projector_rows(each, lambda: each.alignment_losses(items)) == [items.numel()] * 2
+    assert _projector_rows(one, lambda: one.alignment_losses(items)) == [items.numel()]
+    # in training the feature term of the quirk sees another mask: another loss
+    torch.manual_seed(0)
+    with torch.no_grad():
+        shared = one.alignment_losses(items)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        fresh = each.alignment_losses(items)
+    torch.testing.assert_close(fresh["item"], shared["item"])
+    assert not torch.isclose(fresh["feature"], shared["feature"])
+    # in evaluation the two ways are one computation
+    one.eval(), each.eval()
+    with torch.no_grad():
+        a, b = one.alignment_losses(items), each.alignment_losses(items)
+        torch.testing.assert_close(a["feature"], b["feature"])
+        torch.testing.assert_close(one.item_embedding(seq), each.item_embedding(seq))

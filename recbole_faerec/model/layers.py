@@ -105,6 +105,9 @@ class FusedItemEmbedding(ItemTableCache):
         self.input_fusion, self.train_fusion, self.eval_fusion = input_fusion, train_fusion, eval_fusion
         self.n_llm = llm_table.shape[0]
         self.branches = None  # (position embedding, dropout): the authors' input fusion, see below
+        # quirk projector_masks: the sequence input projected per token (its own dropout mask),
+        # as the authors' code projects the [B, L] input, not each distinct item once
+        self.per_token_projector = False
         self.embedding_dim = id_embedding.embedding_dim
         self.num_embeddings = id_embedding.num_embeddings
         self.padding_idx = id_embedding.padding_idx
@@ -157,8 +160,12 @@ class FusedItemEmbedding(ItemTableCache):
         """The sequence input of :meth:`use_input_branches`, less the position embedding."""
         position_embedding, dropout = self.branches
         pos = position_embedding(torch.arange(ids.shape[-1], device=ids.device))
-        unique, inverse = torch.unique(ids, return_inverse=True)  # project each item once
-        e, p = self.id_view(ids), F.embedding(inverse, self.llm_view(unique))
+        if self.per_token_projector:
+            p = self.llm_view(ids)
+        else:
+            unique, inverse = torch.unique(ids, return_inverse=True)  # project each item once
+            p = F.embedding(inverse, self.llm_view(unique))
+        e = self.id_view(ids)
         a, b = dropout(e + pos), dropout(p + pos)
         x = fuse(a, b, self.input_fusion, self.gate) - pos
         if self.num_embeddings > self.n_llm:

@@ -31,7 +31,8 @@ from recbole_faerec.model.layers import FUSIONS, DimensionGate, FusedItemEmbeddi
 from recbole_faerec.model.llm_item import LLMItemMixin, method_family
 from recbole_faerec.model.loss import feature_alignment_loss, item_alignment_loss
 
-QUIRKS = ("train_id_scores", "align_duplicates", "pca_with_padding", "input_branches")
+QUIRKS = ("train_id_scores", "align_duplicates", "pca_with_padding", "input_branches",
+          "projector_masks")
 # backbones whose input layer is Dropout(LN(item + position)) over positions 0..L-1, as the authors'
 # SASRec and FMLP-Rec: the ones the quirk input_branches can rebuild without copying a forward
 INPUT_BRANCH_BACKBONES = ("SASRec", "FMLPRec")
@@ -119,6 +120,8 @@ class FAERecMixin(LLMItemMixin):
                                                  norm)
         if "input_branches" in self.quirks:
             self._use_input_branches()
+        if "projector_masks" in self.quirks:
+            self.item_embedding.per_token_projector = True
 
         self.align_weight = float(config["align_weight"])
         self.item_tau = float(config["item_tau"])
@@ -192,12 +195,17 @@ class FAERecMixin(LLMItemMixin):
             return {}
         e, p = fused.views(items)  # one projector pass for both terms (the step's, under CE)
         out = {}
+        # quirk projector_masks: their code runs the projector again for each term (F/trainers.py
+        # 371-428), so the feature term sees a second dropout mask
+        fresh_p = "projector_masks" in self.quirks and use_item
         if use_item:
             dup_ids = items if "align_duplicates" in self.quirks else None
             out["item"] = w_item * item_alignment_loss(e, p, self.item_tau, dup_ids)
         if use_feature:
             groups = self.grouper.split(items) if self.pop_group else (
                 torch.arange(items.numel(), device=items.device),)
+            if fresh_p:
+                p = fused.llm_view(items)
             out["feature"] = w_feat * feature_alignment_loss(e, p, groups, self.bt_lambda)
         return out
 
