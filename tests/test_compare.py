@@ -88,6 +88,15 @@ def test_merge_refuses_other_settings(comparison, tmp_path, caplog):
     merged = merge_comparisons([comparison, preset], tmp_path / "sasrec_only", plots=False,
                                models=["SASRec"])  # only the rows asked for are compared
     assert [r["seed"] for r in merged["runs"]] == [2020, 2021]
+    # a setting the plugin added between the two runs (one run recorded it): warned, merged
+    report["runs"][1]["config"]["item_tau"] = 0.1
+    report["runs"][1]["config"]["a_new_option"] = "off"
+    (preset / "results.json").write_text(json.dumps(report))
+    with caplog.at_level("WARNING"):
+        merge_comparisons([comparison, preset], tmp_path / "new_key", plots=False)
+    assert "recorded by some runs and not by others" in caplog.text
+    assert "a_new_option (FAERec_SASRec)" in caplog.text
+    caplog.clear()
     for run in report["runs"]:  # written before runs recorded their settings: warned, merged
         del run["config"]
     (preset / "results.json").write_text(json.dumps(report))

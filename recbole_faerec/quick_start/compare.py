@@ -252,8 +252,11 @@ def _resolved_settings(config) -> Dict[str, Any]:
 
 def _check_resolved(dirs, loaded) -> None:
     """Each model's runs in every part resolved the same settings (see :func:`_resolved_settings`);
-    parts written before runs recorded them are named in a warning."""
+    parts written before runs recorded them are named in a warning. A setting that only one of two
+    runs recorded is a key the plugin added (or removed) between them: a warning that names it,
+    since the older code had no such option; a value that differs is a refusal."""
     first: Dict[str, tuple] = {}
+    one_sided: Dict[str, set] = {}
     for d, (rows, *_) in zip(dirs, loaded):
         if any("config" not in r for r in rows):
             getLogger().warning(f"merge: {d} was written before runs recorded their resolved "
@@ -266,14 +269,22 @@ def _check_resolved(dirs, loaded) -> None:
                 first[r["model"]] = (d, r["config"])
                 continue
             d0, config = first[r["model"]]
-            diff = sorted(k for k in set(config) | set(r["config"])
-                          if config.get(k) != r["config"].get(k))
+            for k in set(config) ^ set(r["config"]):
+                one_sided.setdefault(k, set()).add(r["model"])
+            diff = sorted(k for k in set(config) & set(r["config"])
+                          if config[k] != r["config"][k])
             if diff:
                 shown = ", ".join(f"{k} {config.get(k)!r} vs {r['config'].get(k)!r}"
                                   for k in diff[:5])
                 raise ValueError(f"{d}: {r['model']} ran with other settings than in {d0} "
                                  f"({shown}{', ...' if len(diff) > 5 else ''}; a changed default?)"
                                  "; comparisons can only be merged when they share them")
+    if one_sided:
+        getLogger().warning(
+            "merge: settings recorded by some runs and not by others of the same model (options "
+            "added to or removed from the plugin between the parts' runs; their defaults are taken "
+            "to be what the other runs did): " + "; ".join(
+                f"{k} ({', '.join(sorted(m))})" for k, m in sorted(one_sided.items())))
 
 
 def _write_outputs(rows, info, sample, report, out_dir, plots) -> None:
