@@ -51,6 +51,22 @@ def test_runner_writes_table_csv_and_plots(comparison):
         assert data[:8] == PNG and len(data) > 10_000, image
 
 
+def test_one_model_with_out_dir_is_a_comparison_of_one(comparison, tmp_path):
+    """``--model=SASRec --seed=7 --out_dir=D`` writes D (its run, per-user outcomes) instead of
+    ignoring --out_dir, and D merges with a comparison that ran other seeds."""
+    args = [f"--{k}={v}" for k, v in {**TINY_SASREC, "embedding_size": 8}.items()]
+    proc = run_py([REPO / "run_recbole_faerec.py", "--model=SASRec", "--dataset=ml-100k",
+                   "--seed=7", "--out_dir=one", "--tsne_items=0", *args], cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert [(r["model"], r["seed"]) for r in report["runs"]] == [("SASRec", 7)]
+    assert (tmp_path / "one" / "per_user.npz").exists() and "| SASRec |" in (
+        tmp_path / "one" / "results.md").read_text()
+    merged = merge_comparisons([comparison, tmp_path / "one"], tmp_path / "merged", plots=False,
+                               models=["SASRec"])
+    assert [r["seed"] for r in merged["runs"]] == [2020, 7]
+
+
 def test_merge_refuses_other_settings(comparison, tmp_path, caplog):
     merged = merge_comparisons([comparison], tmp_path / "merged")
     assert [r["model"] for r in merged["runs"]] == ["SASRec", "FAERec_SASRec"]

@@ -137,8 +137,10 @@ def test_resume_of_a_finished_run_or_with_another_config(sasrec_runs, tmp_path, 
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--model=SASRec,GRU4Rec"], "error: --resume continues one model's run; the comparison of "
-                                 "several models does not resume"),
+    (["--model=SASRec,GRU4Rec"], "error: --resume continues one model's run; a comparison "
+                                 "(several models, --out_dir or --seeds) does not resume"),
+    (["--model=SASRec", "--out_dir=out"], "error: --resume continues one model's run; a comparison "
+                                          "(several models, --out_dir or --seeds) does not resume"),
     (["--model=SASRec", "--nproc=2"], "error: cannot resume a distributed run (--nproc/--world_size): "
                                       "its workers' random states are not kept; resume runs in one process"),
 ])

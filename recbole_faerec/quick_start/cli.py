@@ -46,13 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(--resume=PATH); a run that is done is only evaluated")
     parser.add_argument("--out_dir", default=None,
                         help="comparison: where results.md/.csv/.json and the plots go "
-                        "(default saved/comparison-<dataset>)")
+                        "(default saved/comparison-<dataset>); with one model, it runs as a "
+                        "comparison of one")
     parser.add_argument("--tsne_items", type=int, default=400,
                         help="comparison: items sampled for the t-SNE plot (default 400)")
     parser.add_argument("--seeds", default=None,
                         help="comparison: comma-separated seeds, e.g. 2020,2021,2022: every model "
                         "runs once per seed; the table shows mean ± std over them (default: once, "
-                        "with the configured seed)")
+                        "with the configured seed); with one model, a comparison of one")
     parser.add_argument("--merge", default=None, metavar="DIR,DIR,...",
                         help="instead of running: merge the result folders of earlier comparisons "
                         "(same dataset and settings; e.g. one seed each) into one table in "
@@ -146,14 +147,17 @@ def _run(args: argparse.Namespace) -> int:
         return _merge(args)
     models = split_models(args.model or "SASRec")
     try:
-        if len(models) > 1 or any("[" in m for m in models):
+        # one model with --out_dir or --seeds is a comparison of one: its folder (tables,
+        # per-user outcomes for later paired tests and merges) is written, not silently skipped
+        if (len(models) > 1 or any("[" in m for m in models) or args.out_dir is not None
+                or args.seeds is not None):
             if args.nproc > 1 or args.world_size > 0:
-                print("error: the comparison of several models runs in one process; "
-                      "drop --nproc/--world_size", file=sys.stderr)
+                print("error: a comparison (several models, --out_dir or --seeds) runs in one "
+                      "process; drop --nproc/--world_size", file=sys.stderr)
                 return 2
             if args.resume:
-                print("error: --resume continues one model's run; the comparison of several "
-                      "models does not resume", file=sys.stderr)
+                print("error: --resume continues one model's run; a comparison (several models, "
+                      "--out_dir or --seeds) does not resume", file=sys.stderr)
                 return 2
             twice = sorted({m for m in models if models.count(m) > 1})
             if twice:
@@ -166,10 +170,6 @@ def _run(args: argparse.Namespace) -> int:
             run_comparison(models, args.dataset, config_file_list=config_file_list,
                            out_dir=args.out_dir, tsne_items=args.tsne_items, seeds=seeds)
             return 0
-        if args.seeds is not None:
-            print("error: --seeds runs the comparison of several models (--model=A,B,...); "
-                  "for one model give --seed", file=sys.stderr)
-            return 2
         run(model=models[0], dataset=args.dataset, config_file_list=config_file_list,
             nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
             group_offset=args.group_offset, resume=args.resume)

@@ -347,8 +347,10 @@ _PER_PART = ("tail_mask", "seed", "seeds")
 
 def _comparable_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
     """A part's settings as the merge compares them: ``data_path`` as a normalised path (``data/``
-    and ``data`` are one folder; the protocol's data facts must match as well)."""
-    out = dict(settings)
+    and ``data`` are one folder; the protocol's data facts must match as well), without ``seed``
+    (a part run with ``--seed=N`` differs from the others in its seed only, as one run with
+    ``--seeds``)."""
+    out = {k: v for k, v in settings.items() if k not in _PER_PART}
     if out.get("data_path"):
         out["data_path"] = os.path.normpath(str(out["data_path"]))
     return out
