@@ -38,6 +38,11 @@ def test_model_entries_and_variants_are_read():
     # a variant with the backbone alone (its model not in the list) is still tested against it
     assert model_pairs(["SASRec", "FAERec_SASRec[item_tau=0.1]", "FAERec_GRU4Rec[w_min=0.5]"]) == \
         [("SASRec", "FAERec_SASRec[item_tau=0.1]")]
+    # without the backbone itself, its variants stand in (each model under its own budget)
+    assert model_pairs(["FAERec_SASRec[epochs=33]", "SASRec[epochs=50]", "GRU4Rec[epochs=9]"]) == \
+        [("SASRec[epochs=50]", "FAERec_SASRec[epochs=33]")]
+    assert model_pairs(["SASRec", "SASRec[epochs=50]", "FAERec_SASRec"]) == [
+        ("SASRec", "SASRec[epochs=50]"), ("SASRec", "FAERec_SASRec")]  # the backbone itself only
     combined = ["SASRec", "TADA_SASRec", "FAERec_SASRec", "FAERec_TADA_SASRec", "FAERec_GRU4Rec"]
     assert model_pairs(combined) == [("SASRec", "TADA_SASRec"), ("SASRec", "FAERec_SASRec"),
                                      ("SASRec", "FAERec_TADA_SASRec"),

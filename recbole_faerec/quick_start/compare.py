@@ -693,7 +693,9 @@ def model_pairs(names: List[str]) -> List[tuple]:
     for the backbone ``B`` of ``M`` (``FAERec_SASRec[item_tau=0.1]`` against ``SASRec``, also when
     ``FAERec_SASRec`` itself is not in the list), and for a
     combination of methods each of its parts alone (``FAERec_TADA_SASRec`` against
-    ``FAERec_SASRec`` as well as ``TADA_SASRec``)."""
+    ``FAERec_SASRec`` as well as ``TADA_SASRec``). Where the backbone ``B`` itself is not in the
+    list, its variants stand in for it (``FAERec_SASRec[epochs=33]`` against
+    ``SASRec[epochs=50]``: each under its own budget, as a reproduction runs them)."""
     pairs = []
     for name in names:
         stem = name.split("[", 1)[0]  # a variant's model
@@ -704,8 +706,11 @@ def model_pairs(names: List[str]) -> List[tuple]:
         for base in names:
             if base == name or (base, name) in pairs:
                 continue
+            base_stem = base.split("[", 1)[0]
+            backbone_variant = "[" in base and base_stem not in names \
+                and stem.endswith("_" + base_stem)
             if name.endswith("_" + base) or stem.endswith("_" + base) \
-                    or ("[" in name and stem == base) or base in alone:
+                    or ("[" in name and stem == base) or base in alone or backbone_variant:
                 pairs.append((base, name))
     return pairs
 
