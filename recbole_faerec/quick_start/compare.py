@@ -274,7 +274,7 @@ def _check_resolved(dirs, loaded) -> None:
             diff = sorted(k for k in set(config) & set(r["config"])
                           if config[k] != r["config"][k])
             if diff:
-                shown = ", ".join(f"{k} {config.get(k)!r} vs {r['config'].get(k)!r}"
+                shown = ", ".join(f"{k} {config[k]!r} vs {r['config'][k]!r}"
                                   for k in diff[:5])
                 raise ValueError(f"{d}: {r['model']} ran with other settings than in {d0} "
                                  f"({shown}{', ...' if len(diff) > 5 else ''}; a changed default?)"
