@@ -18,6 +18,7 @@ from recbole_faerec.quick_start.compare import (
     merge_comparisons,
     model_pairs,
     paired_tests,
+    parse_pairs,
 )
 
 SEEDS = [2020, 2021]
@@ -172,6 +173,55 @@ def test_parts_run_one_seed_each_merge_into_one_table(seeded, tmp_path):
     assert "| SASRec | 4 |" in table and "| FAERec_SASRec | 4 |" in table  # four runs each
     with pytest.raises(ValueError, match="already in an earlier part"):
         merge_comparisons([seeded, part, part], tmp_path / "bad", plots=False)
+
+
+def test_extra_pairs_on_merge_and_kept_by_the_next_merge(seeded, tmp_path, capsys):
+    """``--pairs=BASE:MODEL`` adds a paired test the automatic ones lack (here the reverse of the
+    automatic pair, FAERec as the base): its figures are the automatic test's with the roles
+    swapped; the merged folder keeps the pair, so merging it again keeps the test."""
+    out = tmp_path / "merged"
+    assert main([f"--merge={seeded}", f"--out_dir={out}",
+                 "--pairs=FAERec_SASRec:SASRec"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["pairs"] == [["FAERec_SASRec", "SASRec"]]
+    auto, extra = report["significance"]
+    assert (auto["base"], extra["base"]) == ("SASRec", "FAERec_SASRec")
+    for subset in ("all", "tail"):
+        assert extra[subset]["mean_diff"] == pytest.approx(-auto[subset]["mean_diff"], abs=1e-15)
+        assert extra[subset]["p_wilcoxon"] == pytest.approx(auto[subset]["p_wilcoxon"], rel=1e-12)
+        assert extra[subset]["base_mean"] == auto[subset]["model_mean"]
+    assert "| SASRec vs FAERec_SASRec (tail) |" in (out / "results.md").read_text()
+    again = merge_comparisons([out], tmp_path / "again", plots=False)
+    assert again["significance"] == report["significance"]
+    # a part's pair whose model a merge leaves out is dropped, not an error
+    only = merge_comparisons([out], tmp_path / "only", plots=False, models=["SASRec"])
+    assert only["pairs"] == [] and only["significance"] == []
+    # the automatic pair given again is not tested twice
+    assert len(merge_comparisons([seeded], tmp_path / "dup", plots=False,
+                                 pairs=[("SASRec", "FAERec_SASRec")])["significance"]) == 1
+
+
+@pytest.mark.parametrize("pairs, message", [
+    ("SASRec:GRU4Rec", "GRU4Rec is not one of the compared models (SASRec, FAERec_SASRec)"),
+    ("SASRec", "write a pair as BASE:MODEL"),
+    ("SASRec:FAERec_SASRec:SASRec", "write a pair as BASE:MODEL"),
+    ("SASRec:SASRec", "a model against itself"),
+])
+def test_bad_pairs_exit_2(seeded, pairs, message, capsys, tmp_path):
+    assert main([f"--merge={seeded}", f"--out_dir={tmp_path / 'm'}", f"--pairs={pairs}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "m").exists()
+    # a comparison checks them before any training
+    assert main(["--model=SASRec,FAERec_SASRec", f"--out_dir={tmp_path / 'run'}",
+                 f"--pairs={pairs}"]) == 2
+    assert message.split(" (")[0] in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_pairs_read_variants_with_colons_and_commas():
+    names = ["SASRec", "FAERec_SASRec[item_tau=0.1,w_min=0.5]", "X[path=a:b]"]
+    assert parse_pairs("SASRec:FAERec_SASRec[item_tau=0.1,w_min=0.5], X[path=a:b]:SASRec", names) \
+        == [("SASRec", "FAERec_SASRec[item_tau=0.1,w_min=0.5]"), ("X[path=a:b]", "SASRec")]
 
 
 @pytest.mark.parametrize("name", ["amazon-beauty", "amazon-scientific"])

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comparison: comma-separated seeds, e.g. 2020,2021,2022: every model "
                         "runs once per seed; the table shows mean ± std over them (default: once, "
                         "with the configured seed); with one model, a comparison of one")
+    parser.add_argument("--pairs", default=None, metavar="BASE:MODEL,...",
+                        help="comparison or merge: paired tests to add to the automatic ones "
+                        "(each model against its backbone, each variant against its model), "
+                        "e.g. LLMInit_SASRec:FAERec_SASRec for a method against the strongest "
+                        "other method")
     parser.add_argument("--merge", default=None, metavar="DIR,DIR,...",
                         help="instead of running: merge the result folders of earlier comparisons "
                         "(same dataset and settings; e.g. one seed each) into one table in "
@@ -150,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         # one model with --out_dir or --seeds is a comparison of one: its folder (tables,
         # per-user outcomes for later paired tests and merges) is written, not silently skipped
         if (len(models) > 1 or any("[" in m for m in models) or args.out_dir is not None
-                or args.seeds is not None):
+                or args.seeds is not None or args.pairs is not None):
             if args.nproc > 1 or args.world_size > 0:
                 print("error: a comparison (several models, --out_dir or --seeds) runs in one "
                       "process; drop --nproc/--world_size", file=sys.stderr)
@@ -168,7 +173,8 @@ def _run(args: argparse.Namespace) -> int:
             from recbole_faerec.quick_start.compare import run_comparison
 
             run_comparison(models, args.dataset, config_file_list=config_file_list,
-                           out_dir=args.out_dir, tsne_items=args.tsne_items, seeds=seeds)
+                           out_dir=args.out_dir, tsne_items=args.tsne_items, seeds=seeds,
+                           pairs=args.pairs)
             return 0
         run(model=models[0], dataset=args.dataset, config_file_list=config_file_list,
             nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
@@ -198,7 +204,7 @@ def _merge(args: argparse.Namespace) -> int:
         return 2
     models = split_models(args.model) if args.model else None
     try:
-        merge_comparisons(dirs, args.out_dir, models=models)
+        merge_comparisons(dirs, args.out_dir, models=models, pairs=args.pairs)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

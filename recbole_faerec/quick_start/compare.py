@@ -101,12 +101,55 @@ def parse_model_spec(spec: str):
     return name.strip(), settings
 
 
-def _split_top(text: str) -> List[str]:
-    """``a=1,b=[x, y]`` split at the commas outside brackets."""
+def parse_pairs(text: Optional[str], names: List[str]) -> List[tuple]:
+    """``--pairs``: comma-separated ``BASE:MODEL`` entries (``LLMInit_SASRec:FAERec_SASRec``), the
+    paired tests to add to the automatic ones of :func:`model_pairs` (e.g. a method against the
+    strongest other method, not only against its backbone). Every name must be one of ``names``
+    (the comparison's models, variants written as in ``--model``)."""
+    if not text:
+        return []
+    pairs = []
+    for entry in _split_top(text):
+        parts = _split_top(entry, ":")
+        if len(parts) != 2:
+            raise ModelSpecError(f"--pairs entry '{entry}': write a pair as BASE:MODEL, e.g. "
+                                 "SASRec:FAERec_SASRec")
+        unknown = [p for p in parts if p not in names]
+        if unknown:
+            raise ModelSpecError(f"--pairs entry '{entry}': {', '.join(unknown)} is not one of the "
+                                 f"compared models ({', '.join(names)})")
+        if parts[0] == parts[1]:
+            raise ModelSpecError(f"--pairs entry '{entry}': a model against itself")
+        if tuple(parts) not in pairs:
+            pairs.append(tuple(parts))
+    return pairs
+
+
+def _check_pairs(pairs, names: List[str]) -> List[tuple]:
+    """``pairs`` as ``--pairs`` text or as ``(base, model)`` tuples, checked against ``names``."""
+    if not pairs:
+        return []
+    if not isinstance(pairs, str):
+        pairs = ",".join(f"{base}:{model}" for base, model in pairs)
+    return parse_pairs(pairs, names)
+
+
+def all_pairs(names: List[str], extra: Optional[List] = None) -> List[tuple]:
+    """:func:`model_pairs` of ``names``, then the ``extra`` pairs (``--pairs``) whose two models
+    are both in ``names`` and that are not among them yet."""
+    pairs = model_pairs(names)
+    for base, model in extra or []:
+        if base in names and model in names and (base, model) not in pairs:
+            pairs.append((base, model))
+    return pairs
+
+
+def _split_top(text: str, sep: str = ",") -> List[str]:
+    """``a=1,b=[x, y]`` split at the commas (``sep``) outside brackets."""
     out, depth, current = [], 0, ""
     for char in text:
         depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
+        if char == sep and depth == 0:
             out.append(current)
             current = ""
         else:
@@ -125,6 +168,7 @@ def run_comparison(
     tsne_items: int = 400,
     plots: bool = True,
     seeds: Optional[List[int]] = None,
+    pairs=None,
 ) -> Dict[str, Any]:
     """Train and test ``models`` on ``dataset`` under one config; write the table and plots.
 
@@ -133,7 +177,8 @@ def run_comparison(
     paper Table 3), compared with ``Model`` when that is in the list too. The tail-aware
     metrics and the popularity groups are added to the configured ``metrics``. ``seeds``: run every
     model once per seed (all models of the first seed, then of the next, ...); default: once, with
-    the configured ``seed``.
+    the configured ``seed``. ``pairs``: paired tests beyond the automatic ones (``--pairs``,
+    :func:`parse_pairs`; text or ``(base, model)`` tuples).
     Returns the content of ``results.json``.
     """
     if not models:
@@ -144,6 +189,7 @@ def run_comparison(
     config_dict = dict(config_dict or {})
     for spec in models:
         parse_model_spec(spec)  # a malformed entry stops the comparison before any training
+    pairs = _check_pairs(pairs, models)
     if seeds is not None:
         seeds = _check_seeds(seeds, parse_model_spec(models[0])[0], dataset, config_file_list,
                              config_dict)
@@ -170,6 +216,7 @@ def run_comparison(
             planned = [(m, s) for s in seeds or [info["seed"]] for m in models]
             missing = [{"model": m, "seed": s} for m, s in planned[len(rows):]]
             report = _report(rows, info, config_dict, dataset, sample, config_file_list, missing)
+            report["pairs"] = [list(p) for p in pairs]
             _write_outputs(rows, info, sample, report, out_dir, plots and not missing)
     getLogger().info(f"comparison written to {os.path.abspath(out_dir)}")
     return report
@@ -288,8 +335,9 @@ def _check_resolved(dirs, loaded) -> None:
 
 
 def _write_outputs(rows, info, sample, report, out_dir, plots) -> None:
-    report["significance"] = paired_tests(rows, info)
-    _write_tables(rows, info, out_dir, report.get("missing_runs"))
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    report["significance"] = paired_tests(rows, info, all_pairs(names, report.get("pairs")))
+    _write_tables(rows, info, out_dir, report.get("missing_runs"), report["significance"])
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(report, f, indent=1, default=_json_default)
     views = {f"{i}/{name}": v for i, r in enumerate(rows) for name, v in r["views"].items()}
@@ -357,13 +405,14 @@ def _comparable_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
-                      models: Optional[List[str]] = None) -> Dict[str, Any]:
+                      models: Optional[List[str]] = None, pairs=None) -> Dict[str, Any]:
     """One table and one set of plots from comparisons run separately (e.g. in parallel, or one
     seed at a time) on the same dataset under the same settings; refuses to merge different
     protocols. Parts may differ in their seeds (``--seeds``): the table then averages over all of
     them; the t-SNE map is the first part's (a run of the same model and seed twice is refused).
     ``models``: only these rows (model names as in the tables, variants included), in this order;
-    a name no part holds is an error."""
+    a name no part holds is an error. ``pairs``: paired tests beyond the automatic ones
+    (``--pairs``); the parts' own ``--pairs`` are kept where both models are merged."""
     loaded = [load_comparison(d) for d in dirs]
     masks = [part[1]["tail_mask"] for part in loaded if "tail_mask" in part[1]]
     if masks:  # one protocol, one mask: a part saved without it borrows another's
@@ -420,9 +469,14 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
         rows.sort(key=lambda r: models.index(r["model"]))  # stable: seeds keep the parts' order
         seeds = [s for s in seeds if any(r["seed"] == s for r in rows)]
     info = dict(info, seeds=seeds)
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    kept = [tuple(p) for part in loaded for p in part[3].get("pairs", [])
+            if p[0] in names and p[1] in names]
+    pairs = list(dict.fromkeys(kept + _check_pairs(pairs, names)))
     os.makedirs(out_dir, exist_ok=True)
     merged = dict(report, protocol={**report["protocol"], "seeds": seeds},
-                  runs=[_public(r) for r in rows], missing_runs=missing_runs)
+                  runs=[_public(r) for r in rows], missing_runs=missing_runs,
+                  pairs=[list(p) for p in pairs])
     _write_outputs(rows, info, sample, merged, out_dir, plots and "tail_mask" in info)
     return merged
 
@@ -505,10 +559,11 @@ def _fmt(value) -> str:
     return f"{value:.4f}"
 
 
-def markdown_table(rows, info) -> str:
+def markdown_table(rows, info, tests=None) -> str:
     """The summary table (at K = 10, or the first ``topk``) and the popularity-group table, per
     run, or per model as mean ± sample std over the seeds where a model ran with several; then the
-    paired tests (:func:`paired_tests`), where the comparison has a pair."""
+    paired tests ``tests`` (default :func:`paired_tests` of the automatic pairs), where the
+    comparison has a pair."""
     models = aggregate(rows)
     if any(len(m["seeds"]) > 1 for m in models):
         text = _seeds_table(models, info)
@@ -518,7 +573,8 @@ def markdown_table(rows, info) -> str:
     if training:
         first_break = text.index("\n\n")  # after the evaluation protocol
         text = text[:first_break] + "\n\n" + training + text[first_break:]
-    return text + _significance_text(paired_tests(rows, info), info)
+    tests = paired_tests(rows, info) if tests is None else tests
+    return text + _significance_text(tests, info)
 
 
 #: the training settings every results.md states (RecBole's names), in this order
@@ -841,15 +897,15 @@ def _history_text(info) -> str:
             f"(eval_history_score, the authors' protocol); {repeats}.")
 
 
-def _write_tables(rows, info, out_dir, missing_runs=None) -> None:
+def _write_tables(rows, info, out_dir, missing_runs=None, tests=None) -> None:
     """``results.md`` and ``results.csv``; ``missing_runs``: the runs an unfinished comparison
-    has not done (named at the top of ``results.md``)."""
+    has not done (named at the top of ``results.md``); ``tests``: its paired tests."""
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         if missing_runs:
             f.write(f"**Unfinished comparison**: {len(rows)} of {len(rows) + len(missing_runs)} runs "
                     f"done; not run: "
                     f"{_run_names(missing_runs)}.\n\n")
-        f.write(markdown_table(rows, info))
+        f.write(markdown_table(rows, info, tests))
     metric_keys: List[str] = []
     for r in rows:
         metric_keys += [k for k in r["test"] if k not in metric_keys]
