@@ -201,6 +201,27 @@ def test_extra_pairs_on_merge_and_kept_by_the_next_merge(seeded, tmp_path, capsy
                                  pairs=[("SASRec", "FAERec_SASRec")])["significance"]) == 1
 
 
+def test_merge_keeps_the_seeds_asked_for(seeded, tmp_path, capsys):
+    """``--merge ... --seeds=2021``: only that seed's runs, the table of one run per model; a seed
+    no part ran stops with one line; RecBole parameters beside ``--merge`` get a warning (a merge
+    trains nothing)."""
+    out = tmp_path / "one-seed"
+    assert main([f"--merge={seeded}", f"--out_dir={out}", "--seeds=2021", "--epochs=5"]) == 0
+    assert "warning: --merge only reads the parts' results; not used: --epochs=5" in \
+        capsys.readouterr().err
+    report = json.loads((out / "results.json").read_text())
+    assert report["protocol"]["seeds"] == [2021]
+    assert [(r["model"], r["seed"]) for r in report["runs"]] == [(m, 2021) for m in MODELS]
+    whole = json.loads((seeded / "results.json").read_text())
+    assert [r["test"] for r in report["runs"]] == [r["test"] for r in whole["runs"] if r["seed"] == 2021]
+    [test] = report["significance"]
+    assert test["seeds"] == [2021]
+    assert main([f"--merge={seeded}", f"--out_dir={tmp_path / 'bad'}", "--seeds=2021,7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: merge: no part ran seed 7 (they ran 2020, 2021)"
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("pairs, message", [
     ("SASRec:GRU4Rec", "GRU4Rec is not one of the compared models (SASRec, FAERec_SASRec)"),
     ("SASRec", "write a pair as BASE:MODEL"),

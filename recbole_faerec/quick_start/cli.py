@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--merge", default=None, metavar="DIR,DIR,...",
                         help="instead of running: merge the result folders of earlier comparisons "
                         "(same dataset and settings; e.g. one seed each) into one table in "
-                        "--out_dir; with --model, only those rows, in that order")
+                        "--out_dir; with --model, only those rows, in that order; with --seeds, "
+                        "only those seeds' runs")
     return parser
 
 
@@ -204,9 +205,13 @@ def _merge(args: argparse.Namespace) -> int:
         return 2
     models = split_models(args.model) if args.model else None
     try:
-        merge_comparisons(dirs, args.out_dir, models=models, pairs=args.pairs)
+        seeds = _seeds(args.seeds)
+        merge_comparisons(dirs, args.out_dir, models=models, pairs=args.pairs, seeds=seeds)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if sys.argv[1:]:  # RecBole parameters: a merge trains nothing, they cannot take effect
+        print(f"warning: --merge only reads the parts' results; not used: {' '.join(sys.argv[1:])}",
+              file=sys.stderr)
     print(f"merged {len(dirs)} comparisons into {args.out_dir}")
     return 0

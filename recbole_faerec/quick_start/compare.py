@@ -405,14 +405,17 @@ def _comparable_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
-                      models: Optional[List[str]] = None, pairs=None) -> Dict[str, Any]:
+                      models: Optional[List[str]] = None, pairs=None,
+                      seeds: Optional[List[int]] = None) -> Dict[str, Any]:
     """One table and one set of plots from comparisons run separately (e.g. in parallel, or one
     seed at a time) on the same dataset under the same settings; refuses to merge different
     protocols. Parts may differ in their seeds (``--seeds``): the table then averages over all of
     them; the t-SNE map is the first part's (a run of the same model and seed twice is refused).
     ``models``: only these rows (model names as in the tables, variants included), in this order;
     a name no part holds is an error. ``pairs``: paired tests beyond the automatic ones
-    (``--pairs``); the parts' own ``--pairs`` are kept where both models are merged."""
+    (``--pairs``); the parts' own ``--pairs`` are kept where both models are merged. ``seeds``:
+    only the runs of these seeds (``--seeds`` with ``--merge``); a seed no part ran is an error."""
+    only_seeds = list(seeds) if seeds is not None else None
     loaded = [load_comparison(d) for d in dirs]
     masks = [part[1]["tail_mask"] for part in loaded if "tail_mask" in part[1]]
     if masks:  # one protocol, one mask: a part saved without it borrows another's
@@ -428,6 +431,14 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
             raise ValueError(f"merge: no part holds {', '.join(missing)} (they hold "
                              f"{', '.join(sorted(held))})")
         loaded = [([r for r in part[0] if r["model"] in models], *part[1:]) for part in loaded]
+    if only_seeds is not None:
+        ran = {r["seed"] for part in loaded for r in part[0]}
+        missing = [str(s) for s in only_seeds if s not in ran]
+        if missing:
+            raise ValueError(f"merge: no part ran seed {', '.join(missing)}"
+                             + (" with these models" if models is not None else "")
+                             + f" (they ran {', '.join(map(str, sorted(ran)))})")
+        loaded = [([r for r in part[0] if r["seed"] in only_seeds], *part[1:]) for part in loaded]
     _check_resolved(dirs, loaded)
     # the runs the parts' unfinished comparisons (a killed job, a crash) never ran, unless another
     # part ran them (the usual way to finish one)
@@ -436,6 +447,7 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
     for d, (_, _, _, part_report) in zip(dirs, loaded):
         missing = [r for r in part_report.get("missing_runs", [])
                    if (models is None or r["model"] in models)
+                   and (only_seeds is None or r["seed"] in only_seeds)
                    and (r["model"], r["seed"]) not in held_runs and r not in missing_runs]
         if missing:
             getLogger().warning(f"merge: {d} is an unfinished comparison; its finished runs are "
@@ -467,6 +479,7 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
         rows += more_rows
     if models is not None:
         rows.sort(key=lambda r: models.index(r["model"]))  # stable: seeds keep the parts' order
+    if models is not None or only_seeds is not None:
         seeds = [s for s in seeds if any(r["seed"] == s for r in rows)]
     info = dict(info, seeds=seeds)
     names = list(dict.fromkeys(r["model"] for r in rows))
