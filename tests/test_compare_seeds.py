@@ -239,6 +239,15 @@ def test_bad_pairs_exit_2(seeded, pairs, message, capsys, tmp_path):
     assert message.split(" (")[0] in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
+def test_a_pair_without_a_shared_seed_is_named_not_dropped(seeded):
+    rows, info, _, _ = load_comparison(seeded)
+    apart = [r for r in rows if (r["model"], r["seed"]) in {("SASRec", 2020), ("FAERec_SASRec", 2021)}]
+    [test] = paired_tests(apart, info)
+    assert test["note"] == ("no seed that both ran (SASRec: 2020; FAERec_SASRec: 2021): "
+                            "no paired test") and "all" not in test
+    assert "FAERec_SASRec vs SASRec: no seed that both ran" in markdown_table(apart, info)
+
+
 def test_pairs_read_variants_with_colons_and_commas():
     names = ["SASRec", "FAERec_SASRec[item_tau=0.1,w_min=0.5]", "X[path=a:b]"]
     assert parse_pairs("SASRec:FAERec_SASRec[item_tau=0.1,w_min=0.5], X[path=a:b]:SASRec", names) \

@@ -800,7 +800,8 @@ def paired_tests(rows, info, pairs: Optional[List[tuple]] = None) -> List[Dict[s
     t-test (``ttest_rel``), on all test users and on those whose target is a tail item. Where the
     per-user outcomes of the two models are identical, both p-values are 1.0 (scipy's Wilcoxon
     test refuses all-zero differences). A pair without per-user outcomes (results written before
-    they were kept) is left out; one whose runs tested other users or targets gets a ``note``.
+    they were kept) is left out; one whose runs tested other users or targets, or whose models
+    share no seed, gets a ``note``.
     """
     k = _k(info)
     if pairs is None:
@@ -811,10 +812,15 @@ def paired_tests(rows, info, pairs: Optional[List[tuple]] = None) -> List[Dict[s
                        if r["model"] == name and r.get("per_user") is not None}
                 for name in (base, model)}
         seeds = [s for s in runs[base] if s in runs[model]]
-        if not seeds:
-            continue
         entry: Dict[str, Any] = {"model": model, "base": base, "metric": f"ndcg@{k}",
                                  "seeds": seeds}
+        if not seeds:
+            if runs[base] and runs[model]:  # both have outcomes, of other seeds: say so
+                entry["note"] = (f"no seed that both ran ({base}: "
+                                 f"{', '.join(map(str, runs[base]))}; {model}: "
+                                 f"{', '.join(map(str, runs[model]))}): no paired test")
+                out.append(entry)
+            continue
         outcomes = [runs[name][s] for s in seeds for name in (base, model)]
         first = outcomes[0]
         same = all(len(o["rank"]) == len(first["rank"])
