@@ -106,32 +106,33 @@ def parse_pairs(text: Optional[str], names: List[str]) -> List[tuple]:
     paired tests to add to the automatic ones of :func:`model_pairs` (e.g. a method against the
     strongest other method, not only against its backbone). Every name must be one of ``names``
     (the comparison's models, variants written as in ``--model``)."""
-    if not text:
-        return []
     pairs = []
-    for entry in _split_top(text):
+    for entry in _split_top(text or ""):
         parts = _split_top(entry, ":")
         if len(parts) != 2:
             raise ModelSpecError(f"--pairs entry '{entry}': write a pair as BASE:MODEL, e.g. "
                                  "SASRec:FAERec_SASRec")
-        unknown = [p for p in parts if p not in names]
-        if unknown:
-            raise ModelSpecError(f"--pairs entry '{entry}': {', '.join(unknown)} is not one of the "
-                                 f"compared models ({', '.join(names)})")
-        if parts[0] == parts[1]:
-            raise ModelSpecError(f"--pairs entry '{entry}': a model against itself")
-        if tuple(parts) not in pairs:
-            pairs.append(tuple(parts))
-    return pairs
+        pairs.append(tuple(parts))
+    return _check_pairs(pairs, names)
 
 
 def _check_pairs(pairs, names: List[str]) -> List[tuple]:
-    """``pairs`` as ``--pairs`` text or as ``(base, model)`` tuples, checked against ``names``."""
-    if not pairs:
-        return []
-    if not isinstance(pairs, str):
-        pairs = ",".join(f"{base}:{model}" for base, model in pairs)
-    return parse_pairs(pairs, names)
+    """``pairs`` as ``--pairs`` text (:func:`parse_pairs`) or as ``(base, model)`` tuples, each
+    checked against ``names``, without repeats."""
+    if isinstance(pairs, str):
+        return parse_pairs(pairs, names)
+    checked: List[tuple] = []
+    for base, model in pairs or []:
+        entry = f"{base}:{model}"
+        unknown = [p for p in (base, model) if p not in names]
+        if unknown:
+            raise ModelSpecError(f"--pairs entry '{entry}': {', '.join(unknown)} is not one of the "
+                                 f"compared models ({', '.join(names)})")
+        if base == model:
+            raise ModelSpecError(f"--pairs entry '{entry}': a model against itself")
+        if (base, model) not in checked:
+            checked.append((base, model))
+    return checked
 
 
 def all_pairs(names: List[str], extra: Optional[List] = None) -> List[tuple]:
@@ -430,15 +431,20 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
         if missing:
             raise ValueError(f"merge: no part holds {', '.join(missing)} (they hold "
                              f"{', '.join(sorted(held))})")
-        loaded = [([r for r in part[0] if r["model"] in models], *part[1:]) for part in loaded]
+
+    def wanted(run) -> bool:  # a run (or a run not done) of the models and seeds asked for
+        return ((models is None or run["model"] in models)
+                and (only_seeds is None or run["seed"] in only_seeds))
+
     if only_seeds is not None:
-        ran = {r["seed"] for part in loaded for r in part[0]}
+        ran = {r["seed"] for part in loaded for r in part[0]
+               if models is None or r["model"] in models}
         missing = [str(s) for s in only_seeds if s not in ran]
         if missing:
             raise ValueError(f"merge: no part ran seed {', '.join(missing)}"
                              + (" with these models" if models is not None else "")
                              + f" (they ran {', '.join(map(str, sorted(ran)))})")
-        loaded = [([r for r in part[0] if r["seed"] in only_seeds], *part[1:]) for part in loaded]
+    loaded = [([r for r in part[0] if wanted(r)], *part[1:]) for part in loaded]
     _check_resolved(dirs, loaded)
     # the runs the parts' unfinished comparisons (a killed job, a crash) never ran, unless another
     # part ran them (the usual way to finish one)
@@ -446,9 +452,8 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
     missing_runs = []
     for d, (_, _, _, part_report) in zip(dirs, loaded):
         missing = [r for r in part_report.get("missing_runs", [])
-                   if (models is None or r["model"] in models)
-                   and (only_seeds is None or r["seed"] in only_seeds)
-                   and (r["model"], r["seed"]) not in held_runs and r not in missing_runs]
+                   if wanted(r) and (r["model"], r["seed"]) not in held_runs
+                   and r not in missing_runs]
         if missing:
             getLogger().warning(f"merge: {d} is an unfinished comparison; its finished runs are "
                                 f"merged, these never ran: {_run_names(missing)}")
