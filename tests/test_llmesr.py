@@ -113,6 +113,39 @@ def test_the_teacher_is_other_users_and_carries_no_gradient(sasrec):
     assert all(p.grad is None for p in model.parameters())  # the teacher is detached
 
 
+def test_epoch_teachers_equal_the_step_teachers_and_are_kept_for_the_epoch(sasrec):
+    model, batch = sasrec
+    model.eval()  # no dropout: both modes see the same model
+    student = torch.zeros(len(batch["user_id"]), 2 * model.item_embedding.embedding_dim)
+    try:
+        model.teacher_mode = "step"
+        model._step["student"] = student
+        step = model.auxiliary_losses(batch)["distill"]
+        model.teacher_mode = "epoch"
+        model.set_epoch(7)
+        model._step["student"] = student
+        epoch = model.auxiliary_losses(batch)["distill"]
+        torch.testing.assert_close(epoch, step)
+        cached = model.epoch_teachers()
+        has = model.user_seq_len > 0
+        assert (cached[~has] == 0).all() and cached[has].abs().sum(1).gt(0).all()
+        with torch.no_grad():  # a step of training changes the model; the epoch's teachers stay
+            model.adapter[0].weight.mul_(1.5)
+            assert model.epoch_teachers() is cached
+            model.set_epoch(8)
+            assert not torch.allclose(model.epoch_teachers(), cached)
+            model.adapter[0].weight.div_(1.5)
+    finally:
+        model.teacher_mode = "step"
+
+
+def test_an_unknown_teacher_mode_is_one_line(cache):
+    from recbole_faerec.model.llm_item import MethodSettingError
+
+    with pytest.raises(MethodSettingError, match="llmesr_teacher 'batch' is unknown"):
+        build_model("LLMESR_SASRec", {**TINY, "llmesr_teacher": "batch"})
+
+
 def test_backbones_it_cannot_run(cache):
     from recbole_faerec.model.llm_item import UNWRAPPABLE
 

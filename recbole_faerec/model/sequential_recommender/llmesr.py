@@ -33,7 +33,10 @@ training mode without gradient, is the teacher of the user's own:
 
 .. math:: L = L_{rec} + \alpha \, \lVert u_{last} - \tfrac{1}{K} \textstyle\sum_{v \in N_K(u)} \mathrm{sg}(u^{v}_{last}) \rVert^2 / (2d)
 
-(MSE over the ``2d`` dimensions). A neighbour's sequence is its training sequence without its last
+(MSE over the ``2d`` dimensions). ``llmesr_teacher: step`` (default, the original) computes the
+teachers at every step; ``epoch`` computes every user's representation once per epoch and reuses
+it for the epoch's steps (a speed option: the teacher is then up to one epoch old; see
+``docs/baselines.md`` for its cost and effect). A neighbour's sequence is its training sequence without its last
 item (its longest training row). User embeddings (``llmesr_user_embedding``): ``text`` (default, the
 original's) embeds a prompt listing the names of the user's training items ("The user has visited
 following <category>s: <name>; <name>; ...", the most recent kept within 2,000 characters) with the
@@ -66,6 +69,7 @@ from recbole_faerec.model.llm_item import (LLMItemMixin, MethodBackboneError, Me
 from recbole_faerec.model.positions import longest_rows, position_targets, sample_negatives
 
 USER_EMBEDDINGS = ("text", "item_mean")
+TEACHERS = ("step", "epoch")
 
 
 class CrossAttention(nn.Module):
@@ -155,6 +159,12 @@ class LLMESRMixin(LLMItemMixin):
         self.pca_init_id_table(config)
         self.distill_weight = float(config["llmesr_distill_weight"])
         self.neighbour_count = int(config["llmesr_neighbours"])
+        self.teacher_mode = config["llmesr_teacher"]
+        if self.teacher_mode not in TEACHERS:
+            raise MethodSettingError(f"llmesr_teacher '{self.teacher_mode}' is unknown; expected "
+                                     f"one of {TEACHERS}")
+        self._teachers: Optional[torch.Tensor] = None  # llmesr_teacher epoch: [U, 2d] or None
+        self._teachers_epoch = -1
         if config["llmesr_user_embedding"] not in USER_EMBEDDINGS:
             raise MethodSettingError(f"llmesr_user_embedding '{config['llmesr_user_embedding']}' "
                                      f"is unknown; expected one of {USER_EMBEDDINGS}")
@@ -291,15 +301,40 @@ class LLMESRMixin(LLMItemMixin):
         valid = neighbours >= 0
         if not valid.any():
             return {}
-        # each distinct neighbour once (the original runs all B * K, each with its own dropout draw)
-        distinct, where = torch.unique(neighbours[valid], return_inverse=True)
         with torch.no_grad():
-            teachers = self.dual_states(self.user_seq[distinct], self.user_seq_len[distinct], False)
+            if self.teacher_mode == "epoch":
+                teachers, where = self.epoch_teachers(), neighbours[valid]
+            else:  # each distinct neighbour once (the original runs all B * K, each its own dropout)
+                distinct, where = torch.unique(neighbours[valid], return_inverse=True)
+                teachers = self.dual_states(self.user_seq[distinct], self.user_seq_len[distinct], False)
             summed = torch.zeros(*neighbours.shape, teachers.shape[-1], device=teachers.device)
             summed[valid] = teachers[where]
             teacher = summed.sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
         rows = valid.any(1)
         return {"distill": self.distill_weight * F.mse_loss(student[rows], teacher[rows])}
+
+    @torch.no_grad()
+    def epoch_teachers(self, chunk: int = 1024) -> torch.Tensor:
+        """``llmesr_teacher: epoch``: every user's last-position representation, ``[U, 2d]``,
+        computed once per training epoch (at its first step, in training mode, without gradient)
+        and reused by every step of that epoch; rows of users without training data stay 0."""
+        if self._teachers is None or self._teachers_epoch != self.current_epoch:
+            users = torch.nonzero(self.user_seq_len > 0).squeeze(1)
+            table = None
+            for start in range(0, len(users), chunk):
+                part = users[start:start + chunk]
+                states = self.dual_states(self.user_seq[part], self.user_seq_len[part], False)
+                if table is None:
+                    table = states.new_zeros(len(self.user_seq), states.shape[-1])
+                table[part] = states
+            self._teachers, self._teachers_epoch = table, self.current_epoch
+        return self._teachers
+
+    def epoch_warning(self) -> Optional[str]:
+        if self.teacher_mode == "epoch" and self.distill_weight > 0:
+            return ("llmesr_teacher epoch: the cached teachers are only recomputed when the epoch "
+                    "changes, so they stay those of the first step")
+        return None
 
     # ---- scoring -----------------------------------------------------------------------------
     def forward(self, item_seq, item_seq_len):
