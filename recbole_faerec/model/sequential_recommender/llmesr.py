@@ -36,8 +36,8 @@ training mode without gradient, is the teacher of the user's own:
 (MSE over the ``2d`` dimensions). ``llmesr_teacher: step`` (default, the original) computes the
 teachers at every step; ``epoch`` computes every user's representation once per epoch and reuses
 it for the epoch's steps (a speed option: the teacher is then up to one epoch old; see
-``docs/baselines.md`` for its cost and effect). A neighbour's sequence is its training sequence without its last
-item (its longest training row). User embeddings (``llmesr_user_embedding``): ``text`` (default, the
+``docs/baselines.md`` for its cost). A neighbour's sequence is its training sequence without its
+last item (its longest training row). User embeddings (``llmesr_user_embedding``): ``text`` (default, the
 original's) embeds a prompt listing the names of the user's training items ("The user has visited
 following <category>s: <name>; <name>; ...", the most recent kept within 2,000 characters) with the
 dataset's item encoder, cached as the second kind of the embedding cache
