@@ -304,9 +304,11 @@ class LLMESRMixin(LLMItemMixin):
         with torch.no_grad():
             if self.teacher_mode == "epoch":
                 teachers, where = self.epoch_teachers(), neighbours[valid]
-            else:  # each distinct neighbour once (the original runs all B * K, each its own dropout)
+            else:  # each distinct neighbour once (the original runs all B * K rows, each its own
+                # dropout draw)
                 distinct, where = torch.unique(neighbours[valid], return_inverse=True)
-                teachers = self.dual_states(self.user_seq[distinct], self.user_seq_len[distinct], False)
+                teachers = self.dual_states(self.user_seq[distinct], self.user_seq_len[distinct],
+                                            False)
             summed = torch.zeros(*neighbours.shape, teachers.shape[-1], device=teachers.device)
             summed[valid] = teachers[where]
             teacher = summed.sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
