@@ -72,6 +72,14 @@ USER_EMBEDDINGS = ("text", "item_mean")
 TEACHERS = ("step", "epoch")
 
 
+def _choice(config, key: str, values: tuple) -> str:
+    """``config[key]``, one of ``values``; anything else is one line (MethodSettingError)."""
+    value = config[key]
+    if value not in values:
+        raise MethodSettingError(f"{key} '{value}' is unknown; expected one of {values}")
+    return value
+
+
 class CrossAttention(nn.Module):
     """Multi-head attention of ``x`` (queries) over ``y`` (keys and values), LLM-ESR's ``MCA``:
     bias-free ``d x d`` query, key and value maps, an output ``Linear`` with bias, scores divided by
@@ -159,15 +167,10 @@ class LLMESRMixin(LLMItemMixin):
         self.pca_init_id_table(config)
         self.distill_weight = float(config["llmesr_distill_weight"])
         self.neighbour_count = int(config["llmesr_neighbours"])
-        self.teacher_mode = config["llmesr_teacher"]
-        if self.teacher_mode not in TEACHERS:
-            raise MethodSettingError(f"llmesr_teacher '{self.teacher_mode}' is unknown; expected "
-                                     f"one of {TEACHERS}")
+        self.teacher_mode = _choice(config, "llmesr_teacher", TEACHERS)
         self._teachers: Optional[torch.Tensor] = None  # llmesr_teacher epoch: [U, 2d] or None
         self._teachers_epoch = -1
-        if config["llmesr_user_embedding"] not in USER_EMBEDDINGS:
-            raise MethodSettingError(f"llmesr_user_embedding '{config['llmesr_user_embedding']}' "
-                                     f"is unknown; expected one of {USER_EMBEDDINGS}")
+        _choice(config, "llmesr_user_embedding", USER_EMBEDDINGS)
         seq, length, last = self._training_sequences(dataset)
         self.register_buffer("user_seq", seq, persistent=False)
         self.register_buffer("user_seq_len", length, persistent=False)
