@@ -90,4 +90,18 @@ def setting(config, key: str) -> Any:
     return default(key) if value is None else value
 
 
-__all__ = ["PROPS_DIR", "config_value", "default", "load_yaml", "setting"]
+class SettingError(ValueError):
+    """A setting that cannot take effect: an unknown value, a value out of its range, a
+    combination that contradicts itself. One line that names the setting; the entry point prints
+    it and exits with status 2."""
+
+
+def choice(config, key: str, values) -> Any:
+    """``config[key]`` when it is one of ``values``; anything else is a :class:`SettingError`."""
+    value = config[key]
+    if value not in values:
+        raise SettingError(f"{key} '{value}' is unknown; expected one of {tuple(values)}")
+    return value
+
+
+__all__ = ["PROPS_DIR", "SettingError", "choice", "config_value", "default", "load_yaml", "setting"]

@@ -114,3 +114,29 @@ def test_model_suggestions_are_class_names():
     assert "XGBoost" in suggest_model_names("xgbost")  # no import of the optional xgboost
     with pytest.raises(ModelNotFoundError, match=r"Close names: SASRec, SASRecCPR, SASRecF"):
         get_model("SASRecc")
+
+
+@pytest.mark.parametrize("model,setting", [
+    ("LLMInit_SASRec", "--llm_init_scale=big"),
+    ("RLMRecGen_SASRec", "--rlmrec_gen_context=user"),
+    ("RLMRecGen_SASRec", "--gen_mask_ratio=1.5"),
+    ("FAERec_SASRec", "--fusion_without_gate=max"),
+    ("FAERec_SASRec", "--inference_fusion=sum"),
+    ("LLMESR_SASRec", "--llmesr_heads=3"),
+    ("gMLP", "--inner_size=7"),
+])
+def test_a_method_setting_that_cannot_take_effect_is_one_line(model, setting, cache, tmp_path,
+                                                              monkeypatch, capsys):
+    """Unknown or out-of-range values of a model's own settings stop the entry point with one line
+    that names the setting and exit status 2 (before: a traceback and status 1)."""
+    from recbole_faerec.quick_start.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    key, value = setting[2:].split("=")
+    tiny = [f"--{k}={v}" for k, v in {**TINY_SASREC, key: value}.items()]
+    assert main([f"--model={model}", "--dataset=ml-100k", *tiny, "--llm_emb_provider=tfidf",
+                 "--llm_emb_dimensions=16", "--state=WARNING"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and err.count("error: ") == 1, err[-3000:]
+    assert last.startswith("error: ") and key in last, last

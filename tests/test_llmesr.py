@@ -140,9 +140,9 @@ def test_epoch_teachers_equal_the_step_teachers_and_are_kept_for_the_epoch(sasre
 
 
 def test_an_unknown_teacher_mode_is_one_line(cache):
-    from recbole_faerec.model.llm_item import MethodSettingError
+    from recbole_faerec.settings import SettingError
 
-    with pytest.raises(MethodSettingError, match="llmesr_teacher 'batch' is unknown"):
+    with pytest.raises(SettingError, match="llmesr_teacher 'batch' is unknown"):
         build_model("LLMESR_SASRec", {**TINY, "llmesr_teacher": "batch"})
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Tuple
 
+from recbole_faerec.settings import SettingError
+
 
 class CosineCurriculum:
     r"""Eq. (11): :math:`w_{item}(e) = w_{min} + (w_{max} - w_{min}) \frac{1 + \cos(2\pi e / P)}{2}`,
@@ -18,9 +20,9 @@ class CosineCurriculum:
     def __init__(self, w_min: float, w_max: float, period: float, enabled: bool = True,
                  fixed: float = 0.5):
         if not 0 <= w_min <= w_max <= 1:
-            raise ValueError(f"curriculum needs 0 <= w_min <= w_max <= 1, got {w_min}, {w_max}")
+            raise SettingError(f"curriculum needs 0 <= w_min <= w_max <= 1, got {w_min}, {w_max}")
         if period <= 0:
-            raise ValueError(f"curriculum period must be positive, got {period}")
+            raise SettingError(f"curriculum period must be positive, got {period}")
         self.w_min, self.w_max, self.period = w_min, w_max, period
         self.enabled, self.fixed = enabled, fixed
 

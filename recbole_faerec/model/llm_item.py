@@ -38,15 +38,16 @@ from recbole_faerec.embeddings import ensure_item_embeddings
 from recbole_faerec.embeddings.store import EmbeddingFileError
 from recbole_faerec.model.backbones import backbones
 from recbole_faerec.model.positions import position_targets
+from recbole_faerec.settings import SettingError
 
 
 class MethodBackboneError(ValueError):
     """A method asked of a backbone it cannot wrap (one line that names why)."""
 
 
-class MethodSettingError(ValueError):
-    """A method's setting that cannot take effect: an unknown value, a file it cannot use (one line
-    that names the setting)."""
+class MethodSettingError(SettingError):
+    """A method's setting that cannot take effect, such as a file it cannot use (one line that
+    names the setting)."""
 
 
 def pca_init_(weight: torch.Tensor, llm: np.ndarray, seed: int, with_padding: bool = False) -> int:

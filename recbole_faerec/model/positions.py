@@ -44,7 +44,7 @@ from logging import getLogger
 import numpy as np
 import torch
 
-from recbole_faerec.settings import setting
+from recbole_faerec.settings import SettingError, setting
 
 KEY = "train_positions"
 VALUES = ("last", "all")
@@ -54,7 +54,7 @@ PADDING_VALUES = ("right", "left")
 RECBOLE_CAUSAL = ("SASRec", "GRU4Rec")
 
 
-class TrainPositionsError(ValueError):
+class TrainPositionsError(SettingError):
     """``train_positions`` set to something the model or data cannot do."""
 
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 import numpy as np
-import torch
 
 from recbole_faerec.data.cooccurrence import CandidateSets, pack_sets
 from recbole_faerec.model.positions import right_align  # re-exported: TADA pairs views by it
+from recbole_faerec.settings import SettingError
 
 
 @dataclass
@@ -70,7 +70,7 @@ class TadaOperators:
     def __init__(self, sets: CandidateSets, n_items: int, rate_a: float, rate_b: float,
                  max_len: int):
         if not 0 <= rate_a <= rate_b <= 1:
-            raise ValueError(f"TADA rates must satisfy 0 <= rate_a <= rate_b <= 1, got {rate_a}, {rate_b}")
+            raise SettingError(f"TADA rates must satisfy 0 <= rate_a <= rate_b <= 1, got {rate_a}, {rate_b}")
         self.head = PackedSets.of(sets.head, n_items)
         self.tail = PackedSets.of(sets.tail, n_items)
         self.rate_a, self.rate_b, self.max_len = rate_a, rate_b, max_len

@@ -11,9 +11,9 @@ from recbole_faerec.config.configurator import ConfigFileError, DatasetNameError
 from recbole_faerec.data.atomic import AtomicFileError
 from recbole_faerec.embeddings.providers import EmbeddingError
 from recbole_faerec.evaluator import EvaluationConfigError
-from recbole_faerec.model.llm_item import MethodBackboneError, MethodSettingError
-from recbole_faerec.model.positions import TrainPositionsError
+from recbole_faerec.model.llm_item import MethodBackboneError
 from recbole_faerec.quick_start.quick_start import run
+from recbole_faerec.settings import SettingError
 from recbole_faerec.trainer.resume import ResumeError
 from recbole_faerec.utils.utils import ModelNotFoundError
 
@@ -182,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
             group_offset=args.group_offset, resume=args.resume)
     except (ModelNotFoundError, AtomicFileError, EmbeddingError, EvaluationConfigError,
             ResumeError, DatasetNameError, ConfigFileError, SeedsError, ModelSpecError,
-            TrainPositionsError, MethodBackboneError, MethodSettingError) as err:
+            SettingError, MethodBackboneError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -490,6 +490,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from recbole_faerec.data.atomic import AtomicFileError
     from recbole_faerec.embeddings.providers import EmbeddingError
     from recbole_faerec.evaluator import EvaluationConfigError
+    from recbole_faerec.model.llm_item import MethodBackboneError
+    from recbole_faerec.settings import SettingError
     from recbole_faerec.utils.utils import ModelNotFoundError
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -508,7 +510,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                   max_evals=args.max_evals, early_stop=args.early_stop,
                   output_file=args.output_file, saved=saved)
     except (HyperoptMissingError, HyperTuningError, ModelNotFoundError, AtomicFileError,
-            EmbeddingError, EvaluationConfigError) as err:
+            EmbeddingError, EvaluationConfigError, SettingError, MethodBackboneError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:

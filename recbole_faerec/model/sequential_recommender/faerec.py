@@ -30,6 +30,7 @@ from recbole_faerec.model.curriculum import CosineCurriculum
 from recbole_faerec.model.layers import FUSIONS, DimensionGate, FusedItemEmbedding, LLMProjector
 from recbole_faerec.model.llm_item import LLMItemMixin, method_family
 from recbole_faerec.model.loss import feature_alignment_loss, item_alignment_loss
+from recbole_faerec.settings import SettingError, choice
 
 QUIRKS = ("train_id_scores", "align_duplicates", "pca_with_padding", "input_branches",
           "projector_masks")
@@ -73,7 +74,7 @@ class FAERecMixin(LLMItemMixin):
         quirks = list(config["reference_quirks"] or [])
         unknown = set(quirks) - set(QUIRKS)
         if unknown:
-            raise ValueError(f"reference_quirks: unknown {sorted(unknown)}; known: {QUIRKS}")
+            raise SettingError(f"reference_quirks: unknown {sorted(unknown)}; known: {QUIRKS}")
         self.quirks = set(quirks)
 
         id_embedding = self.item_embedding
@@ -88,25 +89,23 @@ class FAERecMixin(LLMItemMixin):
         gate = DimensionGate(dim, config["gate_dropout"]) if use_gate else None
         # w/o AGF (paper Table 3): the gate replaced by equal weights, or (fusion_without_gate:
         # id) no fusion at all, the ID table alone wherever the gate fused
-        without_gate = config["fusion_without_gate"]
-        if without_gate not in ("mean", "id"):
-            raise ValueError(f"fusion_without_gate '{without_gate}' is unknown; expected mean or id")
+        without_gate = choice(config, "fusion_without_gate", ("mean", "id"))
         input_fusion = "gate" if use_gate else without_gate
         train_fusion = config["train_score_fusion"]
         if train_fusion == "gate" and not use_gate:
             train_fusion = without_gate
         if "train_id_scores" in self.quirks:
             if train_fusion not in ("gate", "mean", "id"):
-                raise ValueError(f"reference_quirks 'train_id_scores' scores training targets with "
+                raise SettingError(f"reference_quirks 'train_id_scores' scores training targets with "
                                  f"the ID table; it contradicts train_score_fusion "
                                  f"'{config['train_score_fusion']}'")
             train_fusion = "id"
         eval_fusion = config["inference_fusion"]
         for key, how in (("train_score_fusion", train_fusion), ("inference_fusion", eval_fusion)):
             if how not in FUSIONS:
-                raise ValueError(f"{key} '{how}' is unknown; expected one of {FUSIONS}")
+                raise SettingError(f"{key} '{how}' is unknown; expected one of {FUSIONS}")
             if how == "gate" and not use_gate:
-                raise ValueError(f"{key} 'gate' needs use_gate: True")
+                raise SettingError(f"{key} 'gate' needs use_gate: True")
         norm = _input_layernorm(self, dim)
         if "layernorm" in (train_fusion, eval_fusion) and norm is None:
             norm = torch.nn.LayerNorm(dim, eps=1e-12, elementwise_affine=False)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from recbole_faerec.model.sequential_recommender._causal import CausalSequentialRecommender
+from recbole_faerec.settings import SettingError
 
 __all__ = ["gMLP"]
 
@@ -70,7 +71,7 @@ class gMLP(CausalSequentialRecommender):
         eps = config["layer_norm_eps"]
         inner = config["inner_size"]
         if inner % 2:
-            raise ValueError(f"gMLP: inner_size must be even (it is split in two halves), got {inner}")
+            raise SettingError(f"gMLP: inner_size must be even (it is split in two halves), got {inner}")
         self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
         self.layer_norm = nn.LayerNorm(self.hidden_size, eps=eps)
         self.dropout = nn.Dropout(dropout)

@@ -58,26 +58,17 @@ from __future__ import annotations
 import math
 from typing import Dict, Optional
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from recbole_faerec.model.encoder import cannot_encode, encode, encode_last, encoder_name
-from recbole_faerec.model.llm_item import (LLMItemMixin, MethodBackboneError, MethodSettingError,
-                                           method_family)
+from recbole_faerec.model.llm_item import LLMItemMixin, MethodBackboneError, method_family
 from recbole_faerec.model.positions import longest_rows, position_targets, sample_negatives
+from recbole_faerec.settings import SettingError, choice
 
 USER_EMBEDDINGS = ("text", "item_mean")
 TEACHERS = ("step", "epoch")
-
-
-def _choice(config, key: str, values: tuple) -> str:
-    """``config[key]``, one of ``values``; anything else is one line (MethodSettingError)."""
-    value = config[key]
-    if value not in values:
-        raise MethodSettingError(f"{key} '{value}' is unknown; expected one of {values}")
-    return value
 
 
 class CrossAttention(nn.Module):
@@ -89,7 +80,7 @@ class CrossAttention(nn.Module):
     def __init__(self, d: int, heads: int, dropout: float):
         super().__init__()
         if d % heads:
-            raise ValueError(f"cross-attention: hidden size {d} is not a multiple of {heads} heads")
+            raise SettingError(f"llmesr_heads: hidden size {d} is not a multiple of {heads} heads")
         self.heads, self.head_size = heads, d // heads
         self.query = nn.Linear(d, d, bias=False)
         self.key = nn.Linear(d, d, bias=False)
@@ -167,10 +158,10 @@ class LLMESRMixin(LLMItemMixin):
         self.pca_init_id_table(config)
         self.distill_weight = float(config["llmesr_distill_weight"])
         self.neighbour_count = int(config["llmesr_neighbours"])
-        self.teacher_mode = _choice(config, "llmesr_teacher", TEACHERS)
+        self.teacher_mode = choice(config, "llmesr_teacher", TEACHERS)
         self._teachers: Optional[torch.Tensor] = None  # llmesr_teacher epoch: [U, 2d] or None
         self._teachers_epoch = -1
-        _choice(config, "llmesr_user_embedding", USER_EMBEDDINGS)
+        choice(config, "llmesr_user_embedding", USER_EMBEDDINGS)
         seq, length, last = self._training_sequences(dataset)
         self.register_buffer("user_seq", seq, persistent=False)
         self.register_buffer("user_seq_len", length, persistent=False)

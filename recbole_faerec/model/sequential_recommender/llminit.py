@@ -19,6 +19,7 @@ from typing import Dict
 import torch
 
 from recbole_faerec.model.llm_item import LLMItemMixin, method_family
+from recbole_faerec.settings import choice
 
 SCALES = ("none", "match_std")
 
@@ -35,9 +36,7 @@ class LLMInitMixin(LLMItemMixin):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        scale = config["llm_init_scale"]
-        if scale not in SCALES:
-            raise ValueError(f"llm_init_scale '{scale}' is unknown; expected one of {SCALES}")
+        scale = choice(config, "llm_init_scale", SCALES)
         weight = self.item_embedding.weight.data
         n = self.llm_table_np.shape[0]
         backbone_std = float(weight[1:n].std())

@@ -42,6 +42,7 @@ import torch.nn as nn
 from recbole_faerec.model.llm_item import LLMItemMixin, MethodBackboneError, method_family
 from recbole_faerec.model.loss import item_alignment_loss
 from recbole_faerec.model.positions import supports_all_positions
+from recbole_faerec.settings import SettingError, choice
 
 
 def mapping_mlp(d_in: int, d_out: int) -> nn.Sequential:
@@ -149,11 +150,9 @@ class RLMRecGenMixin(_RLMRecMixin):
         self.mask_ratio = float(config["gen_mask_ratio"])
         self.gen_weight = float(config["gen_weight"])
         self.tau = float(config["gen_tau"])
-        self.context = config["rlmrec_gen_context"]
-        if self.context not in ("sequence", "item"):
-            raise ValueError(f"rlmrec_gen_context '{self.context}' is unknown; expected sequence or item")
+        self.context = choice(config, "rlmrec_gen_context", ("sequence", "item"))
         if not 0 <= self.mask_ratio < 1:
-            raise ValueError(f"gen_mask_ratio must be in [0, 1), got {self.mask_ratio}")
+            raise SettingError(f"gen_mask_ratio must be in [0, 1), got {self.mask_ratio}")
         if self.context == "sequence" and not supports_all_positions(self.backbone_class):
             raise MethodBackboneError(
                 f"{type(self).__name__}: rlmrec_gen_context 'sequence' reconstructs items from the "
