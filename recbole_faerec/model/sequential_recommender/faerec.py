@@ -97,8 +97,8 @@ class FAERecMixin(LLMItemMixin):
         if "train_id_scores" in self.quirks:
             if train_fusion not in ("gate", "mean", "id"):
                 raise SettingError(f"reference_quirks 'train_id_scores' scores training targets with "
-                                 f"the ID table; it contradicts train_score_fusion "
-                                 f"'{config['train_score_fusion']}'")
+                                   f"the ID table; it contradicts train_score_fusion "
+                                   f"'{config['train_score_fusion']}'")
             train_fusion = "id"
         eval_fusion = config["inference_fusion"]
         for key, how in (("train_score_fusion", train_fusion), ("inference_fusion", eval_fusion)):
