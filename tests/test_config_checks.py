@@ -124,6 +124,8 @@ def test_model_suggestions_are_class_names():
     ("FAERec_SASRec", "--inference_fusion=sum"),
     ("LLMESR_SASRec", "--llmesr_heads=3"),
     ("gMLP", "--inner_size=7"),
+    ("SASRec", "--loss_type=bce"),
+    ("FAERec_GRU4Rec", "--loss_type=InfoNCE"),
 ])
 def test_a_method_setting_that_cannot_take_effect_is_one_line(model, setting, cache, tmp_path,
                                                               monkeypatch, capsys):
