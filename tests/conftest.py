@@ -11,6 +11,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 PYTHON = sys.executable
 
+# setup.cfg runs the suite on two pytest-xdist workers, one per core of the 2-core machine (most
+# tests spend their time in single-threaded Python: RecBole's data preparation and evaluation
+# loops). Each worker's torch, and every process a test starts, then uses one thread, so the two
+# workers do not compete for the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 # Tiny settings for real but short runs (CPU, 2 cores): see README "Tests".
 TINY_SASREC = {
     "MAX_ITEM_LIST_LENGTH": 5,
@@ -78,6 +88,14 @@ def _cache_in(path: Path):
         os.environ.pop("RECBOLE_FAEREC_CACHE")
     else:
         os.environ["RECBOLE_FAEREC_CACHE"] = old
+
+
+@pytest.fixture(autouse=True)
+def own_working_directory(tmp_path, monkeypatch):
+    """Every test runs in a directory of its own. RecBole writes log/, log_tensorboard/ and saved/
+    into the working directory and names a checkpoint by the second it was saved, so two tests
+    sharing one (two xdist workers in the checkout) could load each other's checkpoints."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session", autouse=True)
