@@ -49,7 +49,7 @@ class LLMCFSRMixin(LLMESRMixin):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         d = self.item_embedding.embedding_dim
-        heads, dropout = config["llmesr_heads"], config["llmesr_input_dropout"]
+        heads, dropout = config["llmesr_heads"], config["llmesr_attention_dropout"]
         self.sequence_fusion = bool(config["llmcfsr_sequence_fusion"])
         self.prediction_fusion = bool(config["llmcfsr_prediction_fusion"])
         self.id_over_llm_states = CrossAttention(d, heads, dropout)

@@ -17,6 +17,10 @@ the inputs are replaced, not added to):
 
 .. math:: \tilde x^{id} = \mathrm{MCA}(x^{llm}, x^{id}), \qquad \tilde x^{llm} = \mathrm{MCA}(x^{id}, x^{llm})
 
+The original's cross-attention has no dropout on its weights (``llmesr_attention_dropout: 0``) and
+is an option of its code (``--use_cross_att``, on in its experiments): ``llmesr_cross_attention:
+False`` feeds :math:`x^{id}, x^{llm}` to the encoder directly.
+
 and **one** sequence encoder, the backbone's, runs on each
 (:func:`recbole_faerec.model.encoder.encode`: the backbone's own ``forward`` with the given
 embeddings in place of its item lookup, so it also adds its own position embedding and
@@ -110,8 +114,9 @@ class CrossAttention(nn.Module):
 class LLMESRMixin(LLMItemMixin):
     """LLM-ESR's two views, cross-attention, shared encoder and self-distillation (see the module).
 
-    Config keys (``props/model/LLMESR.yaml``): ``llmesr_causal``, ``llmesr_heads``,
-    ``llmesr_input_dropout``, ``llmesr_distill_weight`` (alpha), ``llmesr_neighbours`` (K),
+    Config keys (``props/model/LLMESR.yaml``): ``llmesr_causal``, ``llmesr_cross_attention``,
+    ``llmesr_heads``, ``llmesr_input_dropout``, ``llmesr_attention_dropout``,
+    ``llmesr_distill_weight`` (alpha), ``llmesr_neighbours`` (K), ``llmesr_teacher``,
     ``llmesr_user_embedding``.
     """
 
@@ -148,8 +153,9 @@ class LLMESRMixin(LLMItemMixin):
             nn.init.zeros_(layer.bias)
         self.view_position = nn.Embedding(self.max_seq_length + 1, d, padding_idx=0)
         self.input_dropout = nn.Dropout(config["llmesr_input_dropout"])
-        self.id_from_llm = CrossAttention(d, config["llmesr_heads"], config["llmesr_input_dropout"])
-        self.llm_from_id = CrossAttention(d, config["llmesr_heads"], config["llmesr_input_dropout"])
+        self.cross_attention = bool(config["llmesr_cross_attention"])
+        self.id_from_llm = CrossAttention(d, config["llmesr_heads"], config["llmesr_attention_dropout"])
+        self.llm_from_id = CrossAttention(d, config["llmesr_heads"], config["llmesr_attention_dropout"])
         if hasattr(self, "_init_weights"):  # the backbone's initialisation for the new layers too
             for module in (self.view_position, self.id_from_llm, self.llm_from_id):
                 module.apply(self._init_weights)
@@ -240,6 +246,8 @@ class LLMESRMixin(LLMItemMixin):
         pos = self.view_position(positions)
         x_id = self.input_dropout(math.sqrt(d) * self.item_embedding.weight[item_seq] + pos)
         x_llm = self.input_dropout(math.sqrt(d) * self.llm_view(item_seq) + pos)
+        if not self.cross_attention:
+            return x_id, x_llm
         padding = item_seq == 0
         return (self.id_from_llm(x_llm, x_id, padding, self.causal),
                 self.llm_from_id(x_id, x_llm, padding, self.causal))
