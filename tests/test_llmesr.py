@@ -139,6 +139,28 @@ def test_epoch_teachers_equal_the_step_teachers_and_are_kept_for_the_epoch(sasre
         model.teacher_mode = "step"
 
 
+def test_cross_attention_is_the_originals_option_and_drops_no_weights(sasrec, cache):
+    """The original's cross-attention has no dropout on its weights; without it
+    (``llmesr_cross_attention: False``, the original's ``--use_cross_att`` off) the encoder gets
+    each view's inputs ``sqrt(d) * table + P`` as they are."""
+    model, batch = sasrec
+    assert model.id_from_llm.dropout.p == 0.0 and model.llm_from_id.dropout.p == 0.0
+    _, plain, _ = build_model("LLMESR_SASRec", {**TINY, "llmesr_cross_attention": False})
+    plain.eval()
+    seq = batch["item_id_list"]
+    d = plain.item_embedding.embedding_dim
+    positions = torch.arange(1, seq.shape[1] + 1).unsqueeze(0) * (seq > 0)
+    with torch.no_grad():
+        x_id, x_llm = plain._inputs(seq)
+        pos = plain.view_position(positions)
+        torch.testing.assert_close(x_id, d ** 0.5 * plain.item_embedding.weight[seq] + pos)
+        torch.testing.assert_close(x_llm, d ** 0.5 * plain.adapter(plain.llm_table[seq]) + pos)
+        model.eval()
+        crossed, _ = model._inputs(seq)
+    assert not torch.allclose(crossed, d ** 0.5 * model.item_embedding.weight[seq]
+                              + model.view_position(positions))
+
+
 def test_an_unknown_teacher_mode_is_one_line(cache):
     from recbole_faerec.settings import SettingError
 
