@@ -56,10 +56,8 @@ class LLMCFSRMixin(LLMESRMixin):
         self.llm_over_id_states = CrossAttention(d, heads, dropout)
         self.view_tokens = CrossAttention(d, heads, dropout)
         self.view_type = nn.Embedding(2, d)  # which view a prediction-layer token is
-        if hasattr(self, "_init_weights"):
-            for module in (self.id_over_llm_states, self.llm_over_id_states, self.view_tokens,
-                           self.view_type):
-                module.apply(self._init_weights)
+        self.init_new_layers(config, (self.id_over_llm_states, self.llm_over_id_states,
+                                      self.view_tokens, self.view_type))
 
     def view_states(self, item_seq, item_seq_len, every_position: bool):
         """Both views encoded at every position, fused at the sequence layer, then (for the last

@@ -19,7 +19,9 @@ the inputs are replaced, not added to):
 
 The original's cross-attention has no dropout on its weights (``llmesr_attention_dropout: 0``) and
 is an option of its code (``--use_cross_att``, on in its experiments): ``llmesr_cross_attention:
-False`` feeds :math:`x^{id}, x^{llm}` to the encoder directly.
+False`` feeds :math:`x^{id}, x^{llm}` to the encoder directly. The layers LLM-ESR adds start as the
+original's do, Xavier-normal (``llmesr_init: xavier``; ``backbone`` uses the backbone's own
+initialisation instead).
 
 and **one** sequence encoder, the backbone's, runs on each
 (:func:`recbole_faerec.model.encoder.encode`: the backbone's own ``forward`` with the given
@@ -73,6 +75,7 @@ from recbole_faerec.settings import SettingError, choice
 
 USER_EMBEDDINGS = ("text", "item_mean")
 TEACHERS = ("step", "epoch")
+INITS = ("xavier", "backbone")
 
 
 class CrossAttention(nn.Module):
@@ -156,11 +159,7 @@ class LLMESRMixin(LLMItemMixin):
         self.cross_attention = bool(config["llmesr_cross_attention"])
         self.id_from_llm = CrossAttention(d, config["llmesr_heads"], config["llmesr_attention_dropout"])
         self.llm_from_id = CrossAttention(d, config["llmesr_heads"], config["llmesr_attention_dropout"])
-        if hasattr(self, "_init_weights"):  # the backbone's initialisation for the new layers too
-            for module in (self.view_position, self.id_from_llm, self.llm_from_id):
-                module.apply(self._init_weights)
-        with torch.no_grad():
-            self.view_position.weight[0] = 0.0  # padding
+        self.init_new_layers(config, (self.view_position, self.id_from_llm, self.llm_from_id))
         self.pca_init_id_table(config)
         self.distill_weight = float(config["llmesr_distill_weight"])
         self.neighbour_count = int(config["llmesr_neighbours"])
@@ -178,6 +177,24 @@ class LLMESRMixin(LLMItemMixin):
             neighbours = self._neighbours(users, length)
         self.register_buffer("neighbours", neighbours, persistent=False)
         self._step: Dict[str, torch.Tensor] = {}
+
+    def init_new_layers(self, config, modules) -> None:
+        """Initialise the layers the method adds to the backbone (``llmesr_init``): ``xavier``, the
+        original's (Xavier-normal weights, biases 0), or ``backbone``, the backbone's own
+        ``_init_weights`` (RecBole's SASRec: normal, std 0.02, under which the cross-attention's
+        scores start near 0 and each position starts as the mean of its prefix)."""
+        mode = choice(config, "llmesr_init", INITS)
+        for module in modules:
+            if mode == "backbone" and hasattr(self, "_init_weights"):
+                module.apply(self._init_weights)
+                continue
+            for sub in module.modules():
+                if isinstance(sub, (nn.Linear, nn.Embedding)):
+                    nn.init.xavier_normal_(sub.weight)
+                if isinstance(sub, nn.Linear) and sub.bias is not None:
+                    nn.init.zeros_(sub.bias)
+        with torch.no_grad():
+            self.view_position.weight[0] = 0.0  # padding
 
     # ---- the data ----------------------------------------------------------------------------
     def _training_sequences(self, dataset):
