@@ -91,6 +91,27 @@ def test_a_malformed_variant_stops_before_training(tmp_path, capsys):
     assert not (tmp_path / "saved").exists()
 
 
+def test_a_variant_setting_the_command_line_also_sets_stops_before_training(tmp_path, capsys):
+    """RecBole's Config puts the command line above every other source, a variant's settings
+    included: ``--epochs=2`` with ``SASRec[epochs=3]`` would train the variant 2 epochs under its
+    ``epochs=3`` label. One line, exit 2, nothing trained; the same variant without ``--epochs``
+    passes the check."""
+    from recbole_faerec.quick_start.compare import _check_variants_take_effect
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        status = main(["--model=SASRec,SASRec[epochs=3]", "--dataset=ml-100k", "--epochs=2",
+                       "--out_dir=out"])
+    finally:
+        os.chdir(here)
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "SASRec[epochs=3]" in err[0] and "epochs=3 would run as 2" in err[0]
+    assert not (tmp_path / "saved").exists() and not (tmp_path / "out" / "results.json").exists()
+    _check_variants_take_effect(["SASRec", "SASRec[epochs=3]"], "ml-100k", None, {"epochs": 2})
+
+
 def test_without_gate_reads_mean_or_id(cache):
     from recbole.utils import init_seed
 

@@ -190,6 +190,7 @@ def run_comparison(
     config_dict = dict(config_dict or {})
     for spec in models:
         parse_model_spec(spec)  # a malformed entry stops the comparison before any training
+    _check_variants_take_effect(models, dataset, config_file_list, config_dict)
     pairs = _check_pairs(pairs, models)
     if seeds is not None:
         seeds = _check_seeds(seeds, parse_model_spec(models[0])[0], dataset, config_file_list,
@@ -221,6 +222,27 @@ def run_comparison(
             _write_outputs(rows, info, sample, report, out_dir, plots and not missing)
     getLogger().info(f"comparison written to {os.path.abspath(out_dir)}")
     return report
+
+
+def _check_variants_take_effect(models, dataset, config_file_list, config_dict) -> None:
+    """Each variant's settings are what RecBole's Config resolves for its run. A ``--key=value``
+    on the command line wins over every other source there, a variant's settings included, so a
+    variant that sets the same key would run with the command line's value under its own label:
+    an error before any training."""
+    from recbole_faerec.quick_start.quick_start import build_config
+
+    for spec in models:
+        model, variant = parse_model_spec(spec)
+        if not variant:
+            continue
+        config = build_config(model, dataset, config_file_list, {**config_dict, **variant})
+        lost = [k for k in variant if k in config.cmd_config_dict and config[k] != variant[k]]
+        if lost:
+            raise ModelSpecError(
+                f"model entry '{spec}': " + ", ".join(
+                    f"{k}={variant[k]!r} would run as {config[k]!r}" for k in lost)
+                + ": the command line's setting wins over a variant's in RecBole's Config; drop "
+                  f"--{lost[0]} from the command line (give it to each entry that needs it)")
 
 
 def _check_seeds(seeds, model, dataset, config_file_list, config_dict) -> List[int]:
