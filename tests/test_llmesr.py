@@ -147,6 +147,7 @@ def test_cross_attention_is_the_originals_option_and_drops_no_weights(sasrec, ca
     assert model.id_from_llm.dropout.p == 0.0 and model.llm_from_id.dropout.p == 0.0
     _, plain, _ = build_model("LLMESR_SASRec", {**TINY, "llmesr_cross_attention": False})
     plain.eval()
+    assert plain.id_from_llm is None and not any("from_" in n for n, _ in plain.named_parameters())
     seq = batch["item_id_list"]
     d = plain.item_embedding.embedding_dim
     positions = torch.arange(1, seq.shape[1] + 1).unsqueeze(0) * (seq > 0)

@@ -17,12 +17,6 @@ the inputs are replaced, not added to):
 
 .. math:: \tilde x^{id} = \mathrm{MCA}(x^{llm}, x^{id}), \qquad \tilde x^{llm} = \mathrm{MCA}(x^{id}, x^{llm})
 
-The original's cross-attention has no dropout on its weights (``llmesr_attention_dropout: 0``) and
-is an option of its code (``--use_cross_att``, on in its experiments): ``llmesr_cross_attention:
-False`` feeds :math:`x^{id}, x^{llm}` to the encoder directly. The layers LLM-ESR adds start as the
-original's do, Xavier-normal (``llmesr_init: xavier``; ``backbone`` uses the backbone's own
-initialisation instead).
-
 and **one** sequence encoder, the backbone's, runs on each
 (:func:`recbole_faerec.model.encoder.encode`: the backbone's own ``forward`` with the given
 embeddings in place of its item lookup, so it also adds its own position embedding and
@@ -32,6 +26,13 @@ normalisation). User and item are the two views side by side, scored by their in
 
 trained with the configured ``loss_type`` (CE over all items, or the original's BCE with one
 negative per position) on the last position, or on every position with ``train_positions: all``.
+
+**Options of the original kept.** Its cross-attention has no dropout on its weights
+(``llmesr_attention_dropout: 0``) and is an option of its code (``--use_cross_att``, on in its
+experiments): ``llmesr_cross_attention: False`` feeds :math:`x^{id}, x^{llm}` to the encoder
+directly (on amazon-scientific that is the better model here: docs/results.md, "Dual-view
+methods"). The layers LLM-ESR adds start as the original's do, Xavier-normal (``llmesr_init:
+xavier``; ``backbone`` uses the backbone's own initialisation instead).
 
 **Retrieval-augmented self-distillation.** Each user has ``K`` most similar other users (cosine of
 user embeddings); the mean of their last-position representations, computed by the same model in
@@ -156,9 +157,11 @@ class LLMESRMixin(LLMItemMixin):
             nn.init.zeros_(layer.bias)
         self.view_position = nn.Embedding(self.max_seq_length + 1, d, padding_idx=0)
         self.input_dropout = nn.Dropout(config["llmesr_input_dropout"])
-        self.cross_attention = bool(config["llmesr_cross_attention"])
-        self.id_from_llm = CrossAttention(d, config["llmesr_heads"], config["llmesr_attention_dropout"])
-        self.llm_from_id = CrossAttention(d, config["llmesr_heads"], config["llmesr_attention_dropout"])
+        self.id_from_llm = self.llm_from_id = None  # llmesr_cross_attention False: no such layers
+        if config["llmesr_cross_attention"]:
+            heads, dropout = config["llmesr_heads"], config["llmesr_attention_dropout"]
+            self.id_from_llm = CrossAttention(d, heads, dropout)
+            self.llm_from_id = CrossAttention(d, heads, dropout)
         self.init_new_layers(config, (self.view_position, self.id_from_llm, self.llm_from_id))
         self.pca_init_id_table(config)
         self.distill_weight = float(config["llmesr_distill_weight"])
@@ -184,7 +187,7 @@ class LLMESRMixin(LLMItemMixin):
         ``_init_weights`` (RecBole's SASRec: normal, std 0.02, under which the cross-attention's
         scores start near 0 and each position starts as the mean of its prefix)."""
         mode = choice(config, "llmesr_init", INITS)
-        for module in modules:
+        for module in filter(None, modules):
             if mode == "backbone" and hasattr(self, "_init_weights"):
                 module.apply(self._init_weights)
                 continue
@@ -263,7 +266,7 @@ class LLMESRMixin(LLMItemMixin):
         pos = self.view_position(positions)
         x_id = self.input_dropout(math.sqrt(d) * self.item_embedding.weight[item_seq] + pos)
         x_llm = self.input_dropout(math.sqrt(d) * self.llm_view(item_seq) + pos)
-        if not self.cross_attention:
+        if self.id_from_llm is None:
             return x_id, x_llm
         padding = item_seq == 0
         return (self.id_from_llm(x_llm, x_id, padding, self.causal),
