@@ -28,7 +28,7 @@ import recbole
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import InputType, ModelType
 
-from recbole_faerec.settings import SettingError
+from recbole_faerec.settings import choice
 from recbole_faerec.utils.utils import PROPS_DIR, get_model
 
 LOSS_TYPES = ("CE", "BPR", "BCE")  # what a sequential model trains with here
@@ -237,11 +237,9 @@ class Config(RecBoleConfig):
 
     def _set_default_parameters(self):
         loss_type = self.final_config_dict.get("loss_type")
-        if self.final_config_dict.get("MODEL_TYPE") == ModelType.SEQUENTIAL and loss_type is not None \
-                and loss_type not in LOSS_TYPES:
+        if self.final_config_dict.get("MODEL_TYPE") == ModelType.SEQUENTIAL and loss_type is not None:
             # RecBole's own models would stop with a NotImplementedError traceback
-            raise SettingError(f"loss_type '{loss_type}' is unknown; expected one of {LOSS_TYPES} "
-                               f"(BCE: the paper's, one sampled negative)")
+            choice(self.final_config_dict, "loss_type", LOSS_TYPES)
         if loss_type == "BCE" and not hasattr(self.model_class, "input_type"):
             # The paper's BCE with one sampled negative (plugin models): pairwise input, as BPR.
             self.final_config_dict["MODEL_INPUT_TYPE"] = InputType.PAIRWISE

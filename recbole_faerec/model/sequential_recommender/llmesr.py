@@ -163,6 +163,8 @@ class LLMESRMixin(LLMItemMixin):
             self.id_from_llm = CrossAttention(d, heads, dropout)
             self.llm_from_id = CrossAttention(d, heads, dropout)
         self.init_new_layers(config, (self.view_position, self.id_from_llm, self.llm_from_id))
+        with torch.no_grad():
+            self.view_position.weight[0] = 0.0  # padding
         self.pca_init_id_table(config)
         self.distill_weight = float(config["llmesr_distill_weight"])
         self.neighbour_count = int(config["llmesr_neighbours"])
@@ -196,8 +198,6 @@ class LLMESRMixin(LLMItemMixin):
                     nn.init.xavier_normal_(sub.weight)
                 if isinstance(sub, nn.Linear) and sub.bias is not None:
                     nn.init.zeros_(sub.bias)
-        with torch.no_grad():
-            self.view_position.weight[0] = 0.0  # padding
 
     # ---- the data ----------------------------------------------------------------------------
     def _training_sequences(self, dataset):
