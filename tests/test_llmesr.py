@@ -294,3 +294,44 @@ def test_llmesr_states_are_causal_and_the_original_is_not(sasrec):
         finally:
             model.causal = True
     assert not torch.allclose(both[0][:, :3], both[1][:, :3])
+
+
+def test_the_residual_cross_attention_adds_to_the_inputs(sasrec):
+    """``llmesr_cross_residual: True``: each view's input plus its cross-attention over the other,
+    with the same layers as the original's replacement."""
+    model, batch = sasrec
+    _, residual, _ = build_model("LLMESR_SASRec", {**TINY, "llmesr_cross_residual": True})
+    residual.load_state_dict(model.state_dict())
+    model.eval(), residual.eval()
+    seq = batch["item_id_list"]
+    with torch.no_grad():
+        replaced = model._inputs(seq)
+        added = residual._inputs(seq)
+        model.id_from_llm = model.llm_from_id = None  # the inputs before the cross-attention
+        try:
+            inputs = model._inputs(seq)
+        finally:
+            model.id_from_llm, model.llm_from_id = residual.id_from_llm, residual.llm_from_id
+    for plain, new, total in zip(inputs, replaced, added):
+        torch.testing.assert_close(total, plain + new)
+
+
+def test_settings_of_an_absent_cross_attention_are_warned_about(cache, caplog):
+    """Given while ``llmesr_cross_attention`` is False, the cross-attention's settings have no
+    effect on LLM-ESR: one warning each. LLM-CFSR's later fusion layers still use the head count."""
+    off = {**TINY, "state": "INFO", "llmesr_cross_attention": False, "llmesr_heads": 4,
+           "llmesr_cross_residual": True}
+    with caplog.at_level("WARNING"):
+        build_model("LLMESR_SASRec", off)
+    text = caplog.text
+    assert "LLMESR_SASRec: llmesr_heads 4 has no effect: llmesr_cross_attention is False" in text
+    assert "llmesr_cross_residual True has no effect" in text
+    assert "llmesr_attention_dropout" not in text  # not given
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        build_model("LLMCFSR_SASRec", off)
+    assert "llmesr_heads" not in caplog.text and "llmesr_cross_residual True has no effect" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        build_model("LLMESR_SASRec", {**TINY, "llmesr_heads": 4})
+    assert "has no effect" not in caplog.text

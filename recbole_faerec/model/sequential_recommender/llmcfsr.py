@@ -16,7 +16,9 @@ built here from the work it cites, and every choice the abstract leaves open is 
 3. **Cross-attention fusion at the embedding, sequence and prediction layers**:
 
    * embedding layer: LLM-ESR's two cross-attentions of the input views (each view attends over the
-     other, the inputs replaced);
+     other, the inputs replaced; *choice* whether to replace: ``llmesr_cross_residual: True`` adds
+     them to the inputs, as the two later layers do, and ``llmesr_cross_attention: False`` leaves
+     the layer out);
    * sequence layer (*choice*): the encoded state sequences attend over each other, with a residual,
      causally: :math:`\hat h^{id} = h^{id} + \mathrm{MCA}(h^{id}, h^{llm})`,
      :math:`\hat h^{llm} = h^{llm} + \mathrm{MCA}(h^{llm}, h^{id})`;
@@ -71,6 +73,16 @@ class LLMCFSRMixin(LLMESRMixin):
             return h_id, h_llm
         last = torch.arange(len(item_seq), device=item_seq.device), item_seq_len - 1
         return h_id[last], h_llm[last]
+
+    @classmethod
+    def settings_without_effect(cls, config):
+        """LLM-ESR's, less the head count and attention dropout while a later fusion layer uses
+        them."""
+        unused = super().settings_without_effect(config)
+        if config["llmcfsr_sequence_fusion"] or config["llmcfsr_prediction_fusion"]:
+            unused.pop("llmesr_heads", None)
+            unused.pop("llmesr_attention_dropout", None)
+        return unused
 
     def fuse_user(self, id_states: torch.Tensor, llm_states: torch.Tensor) -> torch.Tensor:
         """The prediction layer: the two view states of a position attend over each other as two

@@ -33,6 +33,10 @@ experiments): ``llmesr_cross_attention: False`` feeds :math:`x^{id}, x^{llm}` to
 directly (on amazon-scientific that is the better model here: docs/results.md, "Dual-view
 methods"). The layers LLM-ESR adds start as the original's do, Xavier-normal (``llmesr_init:
 xavier``; ``backbone`` uses the backbone's own initialisation instead).
+``llmesr_cross_residual: True`` (not in the original) keeps each view's inputs and adds the
+cross-attention to them, :math:`\tilde x^{id} = x^{id} + \mathrm{MCA}(x^{llm}, x^{id})` (and the same for
+the LLM view), as LLM-CFSR's later fusion layers do. A setting of the cross-attention given while it
+is off has no effect and is warned about.
 
 **Retrieval-augmented self-distillation.** Each user has ``K`` most similar other users (cosine of
 user embeddings); the mean of their last-position representations, computed by the same model in
@@ -158,6 +162,7 @@ class LLMESRMixin(LLMItemMixin):
         self.view_position = nn.Embedding(self.max_seq_length + 1, d, padding_idx=0)
         self.input_dropout = nn.Dropout(config["llmesr_input_dropout"])
         self.id_from_llm = self.llm_from_id = None  # llmesr_cross_attention False: no such layers
+        self.cross_residual = bool(config["llmesr_cross_residual"])
         if config["llmesr_cross_attention"]:
             heads, dropout = config["llmesr_heads"], config["llmesr_attention_dropout"]
             self.id_from_llm = CrossAttention(d, heads, dropout)
@@ -182,6 +187,19 @@ class LLMESRMixin(LLMItemMixin):
             neighbours = self._neighbours(users, length)
         self.register_buffer("neighbours", neighbours, persistent=False)
         self._step: Dict[str, torch.Tensor] = {}
+        for key, reason in self.settings_without_effect(config).items():
+            self.logger.warning(f"{type(self).__name__}: {key} {config[key]} has no effect: {reason}")
+
+    @classmethod
+    def settings_without_effect(cls, config) -> Dict[str, str]:
+        """The settings the user gave (config files, config_dict, command line) that the other
+        settings leave without effect, each with the reason."""
+        given = getattr(config, "external_config_dict", {})
+        unused = {}
+        if not config["llmesr_cross_attention"]:
+            for key in ("llmesr_heads", "llmesr_attention_dropout", "llmesr_cross_residual"):
+                unused[key] = "llmesr_cross_attention is False (no cross-attention layers)"
+        return {key: reason for key, reason in unused.items() if key in given}
 
     def init_new_layers(self, config, modules) -> None:
         """Initialise the layers the method adds to the backbone (``llmesr_init``): ``xavier``, the
@@ -269,8 +287,11 @@ class LLMESRMixin(LLMItemMixin):
         if self.id_from_llm is None:
             return x_id, x_llm
         padding = item_seq == 0
-        return (self.id_from_llm(x_llm, x_id, padding, self.causal),
-                self.llm_from_id(x_id, x_llm, padding, self.causal))
+        new_id = self.id_from_llm(x_llm, x_id, padding, self.causal)
+        new_llm = self.llm_from_id(x_id, x_llm, padding, self.causal)
+        if self.cross_residual:
+            return x_id + new_id, x_llm + new_llm
+        return new_id, new_llm
 
     def view_states(self, item_seq, item_seq_len, every_position: bool):
         """The shared encoder's states of the two views, ``(id, llm)``: ``[B, L, d]`` each (every
