@@ -207,3 +207,42 @@ def test_unfinished_comparison_keeps_its_runs_for_merge(tmp_path, caplog):
     assert [r["model"] for r in merged["runs"]] == ["SASRec", spec]
     assert merged["missing_runs"] == [] and "unfinished" not in caplog.text
     assert not (tmp_path / "whole" / "results.md").read_text().startswith("**Unfinished")
+
+
+def test_merge_takes_parts_under_other_budgets_when_every_run_recorded_its_own(comparison, tmp_path,
+                                                                               caplog):
+    """A part run with another ``--epochs`` joins when each model has one budget: the merge warns
+    and the training line states each model's. Without recorded settings, or with one model under
+    two budgets, it is refused."""
+    longer = tmp_path / "longer"
+    shutil.copytree(comparison, longer)
+    report = json.loads((longer / "results.json").read_text())
+    report["settings"]["epochs"] = "2"
+    for run in report["runs"]:
+        run["model"] += "[epochs=2]"
+        run["config"]["epochs"] = 2
+    (longer / "results.json").write_text(json.dumps(report))
+    with caplog.at_level("WARNING"):
+        merged = merge_comparisons([comparison, longer], tmp_path / "merged", plots=False)
+    assert "the parts ran under other budgets (epochs)" in caplog.text
+    assert [r["model"] for r in merged["runs"]] == [
+        "SASRec", "FAERec_SASRec", "SASRec[epochs=2]", "FAERec_SASRec[epochs=2]"]
+    assert merged["settings"]["epochs"] == "per model"
+    md = (tmp_path / "merged" / "results.md").read_text()
+    assert "epochs 1 (2 for SASRec[epochs=2], FAERec_SASRec[epochs=2])" in md
+    # one model under two budgets: refused by its recorded settings
+    same_model = tmp_path / "same_model"
+    shutil.copytree(longer, same_model)
+    report_same = json.loads((same_model / "results.json").read_text())
+    for run in report_same["runs"]:
+        run["model"] = run["model"].replace("[epochs=2]", "")
+        run["seed"] = 2021
+    report_same["protocol"]["seed"], report_same["protocol"]["seeds"] = 2021, [2021]
+    (same_model / "results.json").write_text(json.dumps(report_same))
+    with pytest.raises(ValueError, match=r"SASRec ran with other settings than in .*\(epochs 1 vs 2"):
+        merge_comparisons([comparison, same_model], tmp_path / "bad", plots=False)
+    # a run that did not record its settings: the budgets cannot be told per model
+    del report["runs"][0]["config"]
+    (longer / "results.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="another dataset, protocol, settings or config file"):
+        merge_comparisons([comparison, longer], tmp_path / "unrecorded", plots=False)

@@ -414,6 +414,9 @@ def load_comparison(out_dir: str):
 
 #: what may differ between the parts of one comparison: the seeds each part ran
 _PER_PART = ("tail_mask", "seed", "seeds")
+#: command-line settings that may differ between parts whose runs all recorded their settings
+#: (each model's runs must still share them)
+_BUDGET = ("epochs", "stopping_step")
 
 
 def _comparable_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
@@ -434,7 +437,9 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
     seed at a time) on the same dataset under the same settings; refuses to merge different
     protocols. Parts may differ in their seeds (``--seeds``): the table then averages over all of
     them; the t-SNE map is the first part's (a run of the same model and seed twice is refused).
-    ``models``: only these rows (model names as in the tables, variants included), in this order;
+    Parts whose runs all recorded their settings may differ in their budgets (``epochs``,
+    ``stopping_step``) as long as each model has one (:func:`_check_resolved`); the training line
+    states them. ``models``: only these rows (model names as in the tables, variants included), in this order;
     a name no part holds is an error. ``pairs``: paired tests beyond the automatic ones
     (``--pairs``); the parts' own ``--pairs`` are kept where both models are merged. ``seeds``:
     only the runs of these seeds (``--seeds`` with ``--merge``); a seed no part ran is an error."""
@@ -483,14 +488,21 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
     rows, info, sample, report = loaded[0]
     rows = list(rows)
     seeds = list(info["seeds"])
+    budgets = set()  # the budget settings the parts' command lines differ in
     for d, (more_rows, more_info, more_sample, more_report) in zip(dirs[1:], loaded[1:]):
         same = ({k: v for k, v in more_info.items() if k not in _PER_PART}
                 == {k: v for k, v in info.items() if k not in _PER_PART})
         same_seeds = more_info["seeds"] == info["seeds"]
         files = [[f["sha256"] for f in r["config_files"]] for r in (report, more_report)
                  if "config_files" in r]  # results written before they were recorded: unknown
-        if not same or _comparable_settings(more_report["settings"]) != \
-                _comparable_settings(report["settings"]) \
+        ours, theirs = (_comparable_settings(r["settings"]) for r in (report, more_report))
+        budget = {k for k in _BUDGET if ours.get(k) != theirs.get(k)}
+        if budget and all("config" in r for r in rows + more_rows):
+            # every run recorded its budget: each model keeps its own (the per-model check above
+            # refuses one model under two), and the training line states them
+            budgets |= budget
+            ours, theirs = ({k: v for k, v in x.items() if k not in _BUDGET} for x in (ours, theirs))
+        if not same or ours != theirs \
                 or (len(files) == 2 and files[0] != files[1]) \
                 or (same_seeds and not np.array_equal(more_sample, sample)):
             raise ValueError(f"{d}: another dataset, protocol, settings or config file than {dirs[0]}; "
@@ -513,6 +525,11 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
     kept = [tuple(p) for part in loaded for p in part[3].get("pairs", [])
             if p[0] in names and p[1] in names]
     pairs = list(dict.fromkeys(kept + _check_pairs(pairs, names)))
+    if budgets:
+        getLogger().warning(f"merge: the parts ran under other budgets ({', '.join(sorted(budgets))}); "
+                            "each model keeps its own, as the training line of results.md states")
+        report = dict(report, settings={**report["settings"],
+                                        **{k: "per model" for k in budgets}})
     os.makedirs(out_dir, exist_ok=True)
     merged = dict(report, protocol={**report["protocol"], "seeds": seeds},
                   runs=[_public(r) for r in rows], missing_runs=missing_runs,
