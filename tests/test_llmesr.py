@@ -332,6 +332,13 @@ def test_settings_of_an_absent_cross_attention_are_warned_about(cache, caplog):
         build_model("LLMCFSR_SASRec", off)
     assert "llmesr_heads" not in caplog.text and "llmesr_cross_residual True has no effect" in caplog.text
     caplog.clear()
+    with caplog.at_level("WARNING"):  # no fusion layer at all: no attention weights, heads unused
+        _, bare, _ = build_model("LLMCFSR_SASRec", {**off, "llmcfsr_sequence_fusion": False,
+                                                    "llmcfsr_prediction_fusion": False})
+    assert "LLMCFSR_SASRec: llmesr_heads 4 has no effect" in caplog.text
+    assert not any(part in name for name, _ in bare.named_parameters()
+                   for part in ("from_", "_over_", "view_tokens", "view_type"))
+    caplog.clear()
     with caplog.at_level("WARNING"):
         build_model("LLMESR_SASRec", {**TINY, "llmesr_heads": 4})
     assert "has no effect" not in caplog.text

@@ -54,10 +54,14 @@ class LLMCFSRMixin(LLMESRMixin):
         heads, dropout = config["llmesr_heads"], config["llmesr_attention_dropout"]
         self.sequence_fusion = bool(config["llmcfsr_sequence_fusion"])
         self.prediction_fusion = bool(config["llmcfsr_prediction_fusion"])
-        self.id_over_llm_states = CrossAttention(d, heads, dropout)
-        self.llm_over_id_states = CrossAttention(d, heads, dropout)
-        self.view_tokens = CrossAttention(d, heads, dropout)
-        self.view_type = nn.Embedding(2, d)  # which view a prediction-layer token is
+        # a fusion layer switched off has no weights (as LLM-ESR's cross-attention)
+        self.id_over_llm_states = self.llm_over_id_states = self.view_tokens = self.view_type = None
+        if self.sequence_fusion:
+            self.id_over_llm_states = CrossAttention(d, heads, dropout)
+            self.llm_over_id_states = CrossAttention(d, heads, dropout)
+        if self.prediction_fusion:
+            self.view_tokens = CrossAttention(d, heads, dropout)
+            self.view_type = nn.Embedding(2, d)  # which view a prediction-layer token is
         self.init_new_layers(config, (self.id_over_llm_states, self.llm_over_id_states,
                                       self.view_tokens, self.view_type))
 
