@@ -244,5 +244,5 @@ def test_merge_takes_parts_under_other_budgets_when_every_run_recorded_its_own(c
     # a run that did not record its settings: the budgets cannot be told per model
     del report["runs"][0]["config"]
     (longer / "results.json").write_text(json.dumps(report))
-    with pytest.raises(ValueError, match="another dataset, protocol, settings or config file"):
+    with pytest.raises(ValueError, match="another epochs than .*written before runs recorded"):
         merge_comparisons([comparison, longer], tmp_path / "unrecorded", plots=False)

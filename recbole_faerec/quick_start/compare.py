@@ -439,8 +439,8 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
     them; the t-SNE map is the first part's (a run of the same model and seed twice is refused).
     Parts whose runs all recorded their settings may differ in their budgets (``epochs``,
     ``stopping_step``) as long as each model has one (:func:`_check_resolved`); the training line
-    states them. ``models``: only these rows (model names as in the tables, variants included), in this order;
-    a name no part holds is an error. ``pairs``: paired tests beyond the automatic ones
+    states them. ``models``: only these rows (model names as in the tables, variants included), in
+    this order; a name no part holds is an error. ``pairs``: paired tests beyond the automatic ones
     (``--pairs``); the parts' own ``--pairs`` are kept where both models are merged. ``seeds``:
     only the runs of these seeds (``--seeds`` with ``--merge``); a seed no part ran is an error."""
     only_seeds = list(seeds) if seeds is not None else None
@@ -497,7 +497,12 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
                  if "config_files" in r]  # results written before they were recorded: unknown
         ours, theirs = (_comparable_settings(r["settings"]) for r in (report, more_report))
         budget = {k for k in _BUDGET if ours.get(k) != theirs.get(k)}
-        if budget and all("config" in r for r in rows + more_rows):
+        if budget:
+            if not all("config" in r for r in rows + more_rows):
+                raise ValueError(f"{d}: another {' and '.join(sorted(budget))} than {dirs[0]}, and "
+                                 "some runs were written before runs recorded their settings, so "
+                                 "each model's budget cannot be stated; comparisons can only be "
+                                 "merged when they share it")
             # every run recorded its budget: each model keeps its own (the per-model check above
             # refuses one model under two), and the training line states them
             budgets |= budget
