@@ -331,6 +331,9 @@ def test_settings_of_an_absent_cross_attention_are_warned_about(cache, caplog):
     with caplog.at_level("WARNING"):
         build_model("LLMCFSR_SASRec", off)
     assert "llmesr_heads" not in caplog.text and "llmesr_cross_residual True has no effect" in caplog.text
+    # LLM-CFSR has no distillation by default: the neighbours' settings have no effect there
+    assert ("LLMCFSR_SASRec: llmesr_neighbours 3 has no effect: llmesr_distill_weight is 0"
+            in caplog.text)
     caplog.clear()
     with caplog.at_level("WARNING"):  # no fusion layer at all: no attention weights, heads unused
         _, bare, _ = build_model("LLMCFSR_SASRec", {**off, "llmcfsr_sequence_fusion": False,

@@ -199,6 +199,9 @@ class LLMESRMixin(LLMItemMixin):
         if not config["llmesr_cross_attention"]:
             for key in ("llmesr_heads", "llmesr_attention_dropout", "llmesr_cross_residual"):
                 unused[key] = "llmesr_cross_attention is False (no cross-attention layers)"
+        if not float(config["llmesr_distill_weight"]) > 0:
+            for key in ("llmesr_teacher", "llmesr_neighbours", "llmesr_user_embedding"):
+                unused[key] = "llmesr_distill_weight is 0 (no self-distillation)"
         return {key: reason for key, reason in unused.items() if key in given}
 
     def init_new_layers(self, config, modules) -> None:
