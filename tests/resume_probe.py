@@ -1,7 +1,10 @@
 """A run that is killed (SIGKILL, by itself) right after it wrote a given epoch's last-epoch
-checkpoint; for tests/test_resume.py.
+checkpoint; for tests/test_resume.py and tests/test_compare_resume.py.
 
-Usage: python tests/resume_probe.py MODEL KILL_AFTER_EPOCH JSON_CONFIG_DICT (in the run's folder).
+Usage, in the run's folder:
+  python tests/resume_probe.py MODEL KILL_AFTER_EPOCH JSON_CONFIG_DICT
+  python tests/resume_probe.py --cli KILL_AFTER_EPOCH NTH ARG...  (the command line's runner with
+      ARG...: killed after the NTH run, counted from 1, that writes epoch KILL_AFTER_EPOCH)
 The kill comes at a fixed point, so the test does not race the training; nothing after it runs
 (no ``finally``, no flushing), as with a machine that goes away.
 """
@@ -16,19 +19,36 @@ from recbole_faerec.quick_start import run_recbole_faerec
 from recbole_faerec.trainer.resume import ResumableTrainerMixin
 
 
-def main(model, kill_after, config_json):
-    kill_after = int(kill_after)
-    write = ResumableTrainerMixin._write_last_checkpoint
+def kill_after(epoch, nth=1):
+    """Make the ``nth`` write of ``epoch``'s last-epoch checkpoint the process's last act."""
+    write, seen = ResumableTrainerMixin._write_last_checkpoint, []
 
-    def write_then_die(self, epoch, stopped=False):
-        write(self, epoch, stopped)
-        if epoch == kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
+    def write_then_die(self, at, stopped=False):
+        write(self, at, stopped)
+        if at == epoch:
+            seen.append(at)
+            if len(seen) == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     ResumableTrainerMixin._write_last_checkpoint = write_then_die
+
+
+def main(model, epoch, config_json):
+    kill_after(int(epoch))
     run_recbole_faerec(model, "ml-100k", config_dict=json.loads(config_json))
     print("NOT KILLED")
 
 
+def main_cli(epoch, nth, *args):
+    from recbole_faerec.quick_start.cli import main as cli_main
+
+    kill_after(int(epoch), int(nth))
+    cli_main(list(args))
+    print("NOT KILLED")
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "--cli":
+        main_cli(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])

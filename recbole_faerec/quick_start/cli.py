@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="PATH",
                         help="continue an interrupted run from its last-epoch checkpoint "
                         "<checkpoint_dir>/<model>-<dataset>-last.pth, or from PATH "
-                        "(--resume=PATH); a run that is done is only evaluated")
+                        "(--resume=PATH); a run that is done is only evaluated. A comparison "
+                        "(--out_dir, --seeds, several models) keeps the runs its --out_dir holds "
+                        "and continues the interrupted one")
     parser.add_argument("--out_dir", default=None,
                         help="comparison: where results.md/.csv/.json and the plots go "
                         "(default saved/comparison-<dataset>); with one model, it runs as a "
@@ -161,9 +163,10 @@ def _run(args: argparse.Namespace) -> int:
                 print("error: a comparison (several models, --out_dir or --seeds) runs in one "
                       "process; drop --nproc/--world_size", file=sys.stderr)
                 return 2
-            if args.resume:
-                print("error: --resume continues one model's run; a comparison (several models, "
-                      "--out_dir or --seeds) does not resume", file=sys.stderr)
+            if args.resume not in (None, True):
+                print("error: a comparison (several models, --out_dir or --seeds) resumes from its "
+                      "--out_dir and each run's last-epoch checkpoint: give --resume without a "
+                      "path", file=sys.stderr)
                 return 2
             twice = sorted({m for m in models if models.count(m) > 1})
             if twice:
@@ -175,7 +178,7 @@ def _run(args: argparse.Namespace) -> int:
 
             run_comparison(models, args.dataset, config_file_list=config_file_list,
                            out_dir=args.out_dir, tsne_items=args.tsne_items, seeds=seeds,
-                           pairs=args.pairs)
+                           pairs=args.pairs, resume=bool(args.resume))
             return 0
         run(model=models[0], dataset=args.dataset, config_file_list=config_file_list,
             nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
@@ -198,6 +201,10 @@ def _merge(args: argparse.Namespace) -> int:
     if not dirs or not args.out_dir:
         print("error: --merge needs the folders to merge (--merge=DIR,DIR) and --out_dir",
               file=sys.stderr)
+        return 2
+    if args.resume:
+        print("error: --merge trains nothing, so --resume cannot take effect; to finish a part, "
+              "run its own command with --resume, then merge", file=sys.stderr)
         return 2
     missing = [d for d in dirs if not os.path.isfile(os.path.join(d, "results.json"))]
     if missing:

@@ -18,7 +18,8 @@ trains and tests each model in turn with :func:`~recbole_faerec.quick_start.trai
 
 The tables, ``results.json`` and ``per_user.npz`` are rewritten after every run (the plots at the
 end): a comparison that stops early keeps its finished runs as a part :func:`merge_comparisons`
-takes, with the runs not done in ``missing_runs``.
+takes, with the runs not done in ``missing_runs``; the same command with ``--resume`` continues it
+(the runs done are kept, the interrupted one goes on from its last-epoch checkpoint).
 
 ``seeds`` (``--seeds=2020,2021,2022``) runs every model once per seed (RecBole's ``seed``): the
 table then shows the mean ± sample standard deviation over the seeds, the CSV one row per model and
@@ -170,6 +171,7 @@ def run_comparison(
     plots: bool = True,
     seeds: Optional[List[int]] = None,
     pairs=None,
+    resume: bool = False,
 ) -> Dict[str, Any]:
     """Train and test ``models`` on ``dataset`` under one config; write the table and plots.
 
@@ -179,7 +181,10 @@ def run_comparison(
     metrics and the popularity groups are added to the configured ``metrics``. ``seeds``: run every
     model once per seed (all models of the first seed, then of the next, ...); default: once, with
     the configured ``seed``. ``pairs``: paired tests beyond the automatic ones (``--pairs``,
-    :func:`parse_pairs`; text or ``(base, model)`` tuples).
+    :func:`parse_pairs`; text or ``(base, model)`` tuples). ``resume`` (``--resume``): continue a
+    comparison that stopped, from what ``out_dir`` holds (the same command's runs; the runs done are
+    kept, not run again) and from each run's last-epoch checkpoint where it is that run's
+    (:func:`~recbole_faerec.trainer.resume.matching_checkpoint`).
     Returns the content of ``results.json``.
     """
     if not models:
@@ -197,31 +202,77 @@ def run_comparison(
                              config_dict)
     out_dir = out_dir or os.path.join("saved", f"comparison-{dataset}")
     os.makedirs(out_dir, exist_ok=True)
-    rows: List[Dict[str, Any]] = []
     sample = None
     info: Dict[str, Any] = {}
-    for seed in seeds or [None]:
-        run_dict = config_dict if seed is None else {**config_dict, "seed": seed}
-        for name in models:
-            row = _run_one(name, dataset, config_file_list, run_dict, saved, info)
+    plan = [(m, s) for s in seeds or [None] for m in models]
+    done: Dict[tuple, Dict[str, Any]] = {}  # each run of the plan that is done: its row
+    if resume:
+        done, info, sample = _resumed_runs(out_dir, plan, dataset, config_dict, config_file_list)
+    report = None
+    for name, seed in [run for run in plan if run not in done] or [(None, None)]:
+        if name is not None:
+            run_dict = config_dict if seed is None else {**config_dict, "seed": seed}
+            row = _run_one(name, dataset, config_file_list, run_dict, saved, info, resume)
             model = row.pop("model_obj")
             if sample is None:
                 info["seeds"] = list(seeds or [info["seed"]])
                 sample = _sample_items(info["n_items"], tsne_items, info["seed"])
             if plots and len(sample) and (seed is None or seed == seeds[0]):  # one map per model
                 row["views"] = _views(model, sample)
-            rows.append(row)
+            done[(name, seed)] = row
             del model
             gc.collect()
-            # after each run: a comparison that stops (a crash, a killed job) keeps what it ran, as
-            # a part that --merge accepts; the plots wait for the end
-            planned = [(m, s) for s in seeds or [info["seed"]] for m in models]
-            missing = [{"model": m, "seed": s} for m, s in planned[len(rows):]]
-            report = _report(rows, info, config_dict, dataset, sample, config_file_list, missing)
-            report["pairs"] = [list(p) for p in pairs]
-            _write_outputs(rows, info, sample, report, out_dir, plots and not missing)
+        # after each run: a comparison that stops (a crash, a killed job) keeps what it ran, as
+        # a part that --merge accepts and --resume continues; the plots wait for the end
+        rows = [done[run] for run in plan if run in done]
+        missing = [{"model": m, "seed": s if s is not None else info["seed"]}
+                   for m, s in plan if (m, s) not in done]
+        report = _report(rows, info, config_dict, dataset, sample, config_file_list, missing)
+        report["pairs"] = [list(p) for p in pairs]
+        _write_outputs(rows, info, sample, report, out_dir, plots and not missing)
     getLogger().info(f"comparison written to {os.path.abspath(out_dir)}")
     return report
+
+
+def _resumed_runs(out_dir, plan, dataset, config_dict, config_file_list):
+    """``--resume`` of a comparison: the runs its ``out_dir`` already holds, keyed as in ``plan``
+    (``(model, seed)``, the seed None without ``seeds``), with its protocol and t-SNE sample.
+    The folder must come from the same command: its dataset, ``--key=value`` settings and config
+    files (by content) as this one's, and no run that this plan leaves out (the rewritten folder
+    would lose it). No folder yet (a comparison killed in its first run): nothing done."""
+    from recbole_faerec.trainer.resume import ResumeError
+
+    path = os.path.join(out_dir, "results.json")
+    if not os.path.exists(path):
+        getLogger().info(f"resume: {path} does not exist yet; every run of the comparison is to do")
+        return {}, {}, None
+    rows, info, sample, report = load_comparison(out_dir)
+    settings = {**_command_line_settings(), **config_dict}
+    differs = sorted(k for k in set(settings) | set(report["settings"])
+                     if str(settings.get(k)) != str(report["settings"].get(k)))
+    if report["dataset"] != dataset:
+        differs.insert(0, "dataset")
+    if [f["sha256"] for f in _config_files(config_file_list)] != \
+            [f["sha256"] for f in report.get("config_files", [])]:
+        differs.append("config_files")
+    if differs:
+        raise ResumeError(
+            f"cannot resume the comparison in {out_dir}: its runs ran with other settings ("
+            + ", ".join(f"{k}: {report['settings'].get(k, report.get(k))!r} there, "
+                        f"{settings.get(k, dataset if k == 'dataset' else None)!r} here"
+                        for k in differs[:3])
+            + "); give the same command, or another --out_dir")
+    done = {}
+    for row in rows:
+        key = next(((m, s) for m, s in plan if m == row["model"] and s in (None, row["seed"])), None)
+        if key is None:
+            raise ResumeError(
+                f"cannot resume the comparison in {out_dir}: it holds {row['model']} (seed "
+                f"{row['seed']}), which this command does not run and its rewritten results would "
+                "lose; give that model and seed too, or another --out_dir")
+        done[key] = row
+    getLogger().info(f"resume: {len(done)} of {len(plan)} runs are done in {out_dir}")
+    return done, info, (sample if report.get("tsne_items") is not None else None)
 
 
 def _check_variants_take_effect(models, dataset, config_file_list, config_dict) -> None:
@@ -264,17 +315,28 @@ def _check_seeds(seeds, model, dataset, config_file_list, config_dict) -> List[i
     return seeds
 
 
-def _run_one(name, dataset, config_file_list, config_dict, saved, info) -> Dict[str, Any]:
+def _run_one(name, dataset, config_file_list, config_dict, saved, info,
+             resume: bool = False) -> Dict[str, Any]:
     """One model trained and tested under one seed: its row (with ``model_obj``, the trained model,
-    for the t-SNE views). Fills ``info`` on the comparison's first run."""
+    for the t-SNE views). Fills ``info`` on the comparison's first run. ``resume``: continue from
+    the last-epoch checkpoint where it holds this very run (same settings and seed)."""
     start = time.time()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     model_name, variant = parse_model_spec(name)
     run_dict = {**config_dict, **variant}
-    result = train_and_test(model_name, dataset, config_file_list,
-                            {**run_dict, "metrics": _metrics(run_dict, config_file_list,
-                                                             model_name, dataset)}, saved)
+    run_dict = {**run_dict, "metrics": _metrics(run_dict, config_file_list, model_name, dataset)}
+    checkpoint = None
+    if resume and saved:
+        from recbole_faerec.quick_start.quick_start import build_config
+        from recbole_faerec.trainer.resume import matching_checkpoint
+
+        checkpoint, why = matching_checkpoint(build_config(model_name, dataset, config_file_list,
+                                                           run_dict))
+        getLogger().info(f"resume: {name} (seed {run_dict.get('seed', 'configured')}) "
+                         + (f"continues from {checkpoint}" if checkpoint else f"starts anew: {why}"))
+    result = train_and_test(model_name, dataset, config_file_list, run_dict, saved,
+                            resume=checkpoint)
     config, model = result.pop("config"), result.pop("model")
     train_data, test_data = result.pop("train_data"), result.pop("test_data")
     if not info:
@@ -301,6 +363,8 @@ def _run_one(name, dataset, config_file_list, config_dict, saved, info) -> Dict[
         "per_user": result.get("per_user"),
         "model_obj": model,
     }
+    if checkpoint:
+        row["resumed_from"] = checkpoint  # results.json says which runs went on after a stop
     del train_data, test_data, result
     return row
 
@@ -1019,7 +1083,7 @@ def _csv_value(value) -> str:
 def _command_line_settings() -> Dict[str, str]:
     """The ``--key=value`` settings of this process's command line that RecBole's Config reads,
     without the ones that differ between the parts of a comparison."""
-    skip = {"model", "m", "dataset", "d", "out_dir", "tsne_items", "config_files", "seeds"}
+    skip = {"model", "m", "dataset", "d", "out_dir", "tsne_items", "config_files", "seeds", "resume"}
     settings = {}
     for arg in sys.argv[1:]:
         if arg.startswith("--") and "=" in arg:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -65,6 +65,30 @@ def resume_file(config, resume) -> Optional[str]:
         raise ResumeError(f"cannot resume: {path} does not exist ({what} is written after every "
                           "training epoch; give --resume=<path> for another one)")
     return path
+
+
+def matching_checkpoint(config) -> Tuple[Optional[str], str]:
+    """The last-epoch checkpoint of ``config``'s model and dataset if it holds this very run (a
+    comparison resumed: the same settings, seed and ``epochs``, and its best checkpoint still
+    there), else ``None``; with why not (for the log)."""
+    path = last_checkpoint_path(config)
+    if not os.path.isfile(path):
+        return None, f"no last-epoch checkpoint {path}"
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated or foreign file: the run starts anew and replaces it
+        return None, f"{path} is not readable ({err})"
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        return None, f"{path} is not a last-epoch checkpoint"
+    saved = _config_dict(checkpoint.get("config") or {})
+    changed = changed_keys(saved, config) + (["epochs"] if saved.get("epochs") != config["epochs"]
+                                              else [])
+    if changed:
+        return None, f"{path} is another run's (it differs in {', '.join(changed[:4])})"
+    best = checkpoint.get("best_model_file")
+    if checkpoint.get("best_valid_result") is not None and not (best and os.path.isfile(best)):
+        return None, f"the best checkpoint of {path}'s run, {best}, is missing"
+    return path, ""
 
 
 def _config_dict(config) -> Dict[str, Any]:
