@@ -243,6 +243,9 @@ def cfsr(cache):
 def test_cfsr_defaults_and_its_layers_of_fusion(cfsr):
     config, model, batch = cfsr
     assert config["llmesr_distill_weight"] == 0.0  # not in its abstract
+    # its embedding layer adds the cross-attention to the inputs, as the later layers do
+    assert model.id_from_llm is not None and model.cross_residual
+    assert not build_model("LLMESR_SASRec", TINY)[1].cross_residual  # LLM-ESR's replaces them
     assert model.sequence_fusion and model.prediction_fusion
     assert model.auxiliary_losses(batch) == {}
     seq, length = batch["item_id_list"], batch["item_length"]

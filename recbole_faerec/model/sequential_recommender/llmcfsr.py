@@ -15,10 +15,11 @@ built here from the work it cites, and every choice the abstract leaves open is 
    adapter, the PCA-initialised ID table, one shared backbone encoder over both views.
 3. **Cross-attention fusion at the embedding, sequence and prediction layers**:
 
-   * embedding layer: LLM-ESR's two cross-attentions of the input views (each view attends over the
-     other, the inputs replaced; *choice* whether to replace: ``llmesr_cross_residual: True`` adds
-     them to the inputs, as the two later layers do, and ``llmesr_cross_attention: False`` leaves
-     the layer out);
+   * embedding layer: LLM-ESR's two cross-attentions of the input views, each view attending over
+     the other; *choice*: added to the inputs, :math:`\hat e = e + \mathrm{MCA}(e, e')`, as the
+     two later layers do (``llmesr_cross_residual: True``, the default here; it scored higher on
+     validation than replacing the inputs as LLM-ESR does, ``False``);
+     ``llmesr_cross_attention: False`` leaves the layer out;
    * sequence layer (*choice*): the encoded state sequences attend over each other, with a residual,
      causally: :math:`\hat h^{id} = h^{id} + \mathrm{MCA}(h^{id}, h^{llm})`,
      :math:`\hat h^{llm} = h^{llm} + \mathrm{MCA}(h^{llm}, h^{id})`;
