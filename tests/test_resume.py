@@ -137,10 +137,10 @@ def test_resume_of_a_finished_run_or_with_another_config(sasrec_runs, tmp_path, 
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--model=SASRec,GRU4Rec"], "error: --resume continues one model's run; a comparison "
-                                 "(several models, --out_dir or --seeds) does not resume"),
-    (["--model=SASRec", "--out_dir=out"], "error: --resume continues one model's run; a comparison "
-                                          "(several models, --out_dir or --seeds) does not resume"),
+    # a comparison resumes as a whole (tests/test_compare_resume.py), a merge trains nothing
+    (["--merge=a,b", "--out_dir=out"], "error: --merge trains nothing, so --resume cannot take "
+                                       "effect; to finish a part, run its own command with --resume, "
+                                       "then merge"),
     (["--model=SASRec", "--nproc=2"], "error: cannot resume a distributed run (--nproc/--world_size): "
                                       "its workers' random states are not kept; resume runs in one process"),
 ])
