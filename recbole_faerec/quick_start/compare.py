@@ -39,6 +39,7 @@ import csv
 import gc
 import hashlib
 import json
+import logging
 import math
 import os
 import sys
@@ -230,8 +231,19 @@ def run_comparison(
         report = _report(rows, info, config_dict, dataset, sample, config_file_list, missing)
         report["pairs"] = [list(p) for p in pairs]
         _write_outputs(rows, info, sample, report, out_dir, plots and not missing)
-    getLogger().info(f"comparison written to {os.path.abspath(out_dir)}")
+    _tell(f"comparison written to {os.path.abspath(out_dir)}")
     return report
+
+
+def _tell(message: str) -> None:
+    """A line of the comparison runner itself (a resume decision, where the results went). Between
+    runs RecBole's handlers are gone (each run removes its own), so the root logger would drop an
+    INFO line: it goes to stderr then, and to the configured handlers otherwise."""
+    root = getLogger()
+    if root.handlers and root.isEnabledFor(logging.INFO):
+        root.info(message)
+    else:
+        print(message, file=sys.stderr)
 
 
 def _resumed_runs(out_dir, plan, dataset, config_dict, config_file_list):
@@ -244,12 +256,13 @@ def _resumed_runs(out_dir, plan, dataset, config_dict, config_file_list):
 
     path = os.path.join(out_dir, "results.json")
     if not os.path.exists(path):
-        getLogger().info(f"resume: {path} does not exist yet; every run of the comparison is to do")
+        _tell(f"resume: {path} does not exist yet; every run of the comparison is to do")
         return {}, {}, None
     rows, info, sample, report = load_comparison(out_dir)
-    settings = {**_command_line_settings(), **config_dict}
-    differs = sorted(k for k in set(settings) | set(report["settings"])
-                     if str(settings.get(k)) != str(report["settings"].get(k)))
+    settings = _normalised_settings({**_command_line_settings(), **config_dict})
+    theirs = _normalised_settings(report["settings"])
+    differs = sorted(k for k in set(settings) | set(theirs)
+                     if str(settings.get(k)) != str(theirs.get(k)))
     if report["dataset"] != dataset:
         differs.insert(0, "dataset")
     if [f["sha256"] for f in _config_files(config_file_list)] != \
@@ -258,7 +271,7 @@ def _resumed_runs(out_dir, plan, dataset, config_dict, config_file_list):
     if differs:
         raise ResumeError(
             f"cannot resume the comparison in {out_dir}: its runs ran with other settings ("
-            + ", ".join(f"{k}: {report['settings'].get(k, report.get(k))!r} there, "
+            + ", ".join(f"{k}: {theirs.get(k, report.get(k))!r} there, "
                         f"{settings.get(k, dataset if k == 'dataset' else None)!r} here"
                         for k in differs[:3])
             + "); give the same command, or another --out_dir")
@@ -271,7 +284,7 @@ def _resumed_runs(out_dir, plan, dataset, config_dict, config_file_list):
                 f"{row['seed']}), which this command does not run and its rewritten results would "
                 "lose; give that model and seed too, or another --out_dir")
         done[key] = row
-    getLogger().info(f"resume: {len(done)} of {len(plan)} runs are done in {out_dir}")
+    _tell(f"resume: {len(done)} of {len(plan)} runs are done in {out_dir}")
     return done, info, (sample if report.get("tsne_items") is not None else None)
 
 
@@ -333,7 +346,7 @@ def _run_one(name, dataset, config_file_list, config_dict, saved, info,
 
         checkpoint, why = matching_checkpoint(build_config(model_name, dataset, config_file_list,
                                                            run_dict))
-        getLogger().info(f"resume: {name} (seed {run_dict.get('seed', 'configured')}) "
+        _tell(f"resume: {name} (seed {run_dict.get('seed', 'configured')}) "
                          + (f"continues from {checkpoint}" if checkpoint else f"starts anew: {why}"))
     result = train_and_test(model_name, dataset, config_file_list, run_dict, saved,
                             resume=checkpoint)
@@ -483,15 +496,20 @@ _PER_PART = ("tail_mask", "seed", "seeds")
 _BUDGET = ("epochs", "stopping_step")
 
 
-def _comparable_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
-    """A part's settings as the merge compares them: ``data_path`` as a normalised path (``data/``
-    and ``data`` are one folder; the protocol's data facts must match as well), without ``seed``
-    (a part run with ``--seed=N`` differs from the others in its seed only, as one run with
-    ``--seeds``)."""
-    out = {k: v for k, v in settings.items() if k not in _PER_PART}
+def _normalised_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """A comparison's recorded settings with ``data_path`` as a normalised path (``data/`` and
+    ``data`` are one folder), as a merge of parts and a resumed comparison compare them."""
+    out = dict(settings)
     if out.get("data_path"):
         out["data_path"] = os.path.normpath(str(out["data_path"]))
     return out
+
+
+def _comparable_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """A part's settings as the merge compares them (:func:`_normalised_settings`; the protocol's
+    data facts must match as well), without ``seed`` (a part run with ``--seed=N`` differs from
+    the others in its seed only, as one run with ``--seeds``)."""
+    return {k: v for k, v in _normalised_settings(settings).items() if k not in _PER_PART}
 
 
 def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
