@@ -287,7 +287,7 @@ def test_short_real_run_on_amazon_beauty_improves(amazon_beauty, tmp_path, monke
     config, model, train, valid, _ = build(
         dataset="amazon-beauty", data_path=str(amazon_beauty), llm_emb_provider="tfidf",
         llm_emb_dimensions=128, llm_emb_dir=str(tmp_path), hidden_size=32, inner_size=64,
-        MAX_ITEM_LIST_LENGTH=10, epochs=2,
+        MAX_ITEM_LIST_LENGTH=10, epochs=1,
         train_batch_size=2048)
     assert model.item_embedding.llm_table.shape == (12102, 128)  # text vectors, PCA-initialised
     loss0, ndcg0 = valid_loss_and_ndcg(model, valid)
