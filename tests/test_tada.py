@@ -216,3 +216,25 @@ def test_faerec_tada_through_the_entry_point(every_position, tmp_path):
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)  # RecBole colours the names
     assert re.search(r"rec: [0-9.]+, align: [0-9.]+, self_mix: [0-9.]+, cross_mix: [0-9.]+", plain)
     assert "test result" in out
+
+
+def test_the_authors_settings_per_backbone():
+    """props/model/TADA_<Backbone>.yaml: the authors' rates for GRU4Rec and FMLP-Rec (Beauty) apply
+    to TADA on that backbone and to FAERec + TADA on it; other backbones keep TADA.yaml's (SASRec's);
+    the user's settings still win."""
+    from recbole_faerec.quick_start.quick_start import build_config
+
+    def rates(model, **settings):
+        config = build_config(model, "ml-100k", None, settings)
+        return config["tada_rate_a"], config["tada_rate_b"], config["tada_th"]
+
+    assert rates("TADA_SASRec") == (0.31, 0.51, 0.3)
+    assert rates("TADA_NARM") == (0.31, 0.51, 0.3)
+    assert rates("TADA_GRU4Rec") == (0.3, 0.7, 0.3)
+    assert rates("FAERec_TADA_GRU4Rec") == (0.3, 0.7, 0.3)
+    assert rates("TADA_FMLPRec") == (0.61, 0.81, 0.6)
+    assert rates("FAERec_TADA_FMLPRec") == (0.61, 0.81, 0.6)
+    assert rates("TADA_GRU4Rec", tada_rate_b=0.5) == (0.3, 0.5, 0.3)
+    # FAERec's own defaults are untouched by TADA's per-backbone file
+    assert build_config("FAERec_TADA_GRU4Rec", "ml-100k", None, {})["item_tau"] == \
+        build_config("FAERec_GRU4Rec", "ml-100k", None, {})["item_tau"]

@@ -6,7 +6,8 @@ Priority, lowest first (RecBole's own rule, with the plugin's ``props/`` slotted
    quick-start YAML for the model type);
 2. the plugin's ``props/overall.yaml``, ``props/model/<model>.yaml``, ``props/dataset/<dataset>.yaml``
    (a plugin model may name RecBole models whose YAML it builds on in ``recbole_config_models``,
-   and plugin YAMLs it shares with its family in ``plugin_config_models``, e.g. ``FAERec``);
+   and plugin YAMLs it shares with its family in ``plugin_config_models``, e.g. ``FAERec``, each
+   followed by its per-backbone file where one exists, e.g. ``TADA_GRU4Rec.yaml``);
 3. the user's ``config_file_list``, then ``config_dict``, then ``--key=value`` on the command line.
 
 Step 2 applies to sequential models only; general, context-aware and knowledge-based RecBole models
@@ -200,8 +201,15 @@ class Config(RecBoleConfig):
             files.append(recbole_file if os.path.isfile(recbole_file)
                          else os.path.join(PROPS_DIR, "model", f"{base}.yaml"))
         files.append(os.path.join(PROPS_DIR, "overall.yaml"))
-        for base in getattr(model_class, "plugin_config_models", ()):
+        family = getattr(model_class, "plugin_config_models", ())
+        for base in family:
             files.append(os.path.join(PROPS_DIR, "model", f"{base}.yaml"))
+        # a method's settings for one backbone (e.g. TADA_GRU4Rec.yaml, the authors' rates for
+        # GRU4Rec), which its compositions share (FAERec_TADA_GRU4Rec reads it too)
+        for base in family:
+            for backbone in getattr(model_class, "recbole_config_models", ()):
+                if f"{base}_{backbone}" != model:
+                    files.append(os.path.join(PROPS_DIR, "model", f"{base}_{backbone}.yaml"))
         files.append(os.path.join(PROPS_DIR, "model", f"{model}.yaml"))
         dataset_file = os.path.join(PROPS_DIR, "dataset", f"{dataset}.yaml")
         files.append(dataset_file)
