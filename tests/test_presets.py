@@ -24,6 +24,14 @@ REFERENCE = {"loss_type": "BCE", "MAX_ITEM_LIST_LENGTH": 50, "hidden_size": 128,
              "reference_quirks": ["train_id_scores", "align_duplicates", "pca_with_padding",
                                   "input_branches"], "align_max_items": 1000000}
 
+# TADA's authors' code (baselines-notes §1.6-1.7), written out here by hand
+TADA = {"loss_type": "BCE", "MAX_ITEM_LIST_LENGTH": 50, "hidden_size": 64, "embedding_size": 64,
+        "inner_size": 256, "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.2,
+        "attn_dropout_prob": 0.2, "learning_rate": 0.001, "train_batch_size": 256, "epochs": 500,
+        "stopping_step": 10, "valid_metric": "NDCG@20", "eval_start_epoch": 101,
+        "train_positions": "all", "padding_side": "left", "eval_exclude_history": True,
+        "eval_history_score": 0, "head_ratio": 0.2, "popularity_source": "train"}
+
 
 def config_for(model, preset, tmp_path, monkeypatch, **extra):
     from recbole_faerec.quick_start import build_config
@@ -33,8 +41,10 @@ def config_for(model, preset, tmp_path, monkeypatch, **extra):
                         config_dict={"state": "WARNING", **extra})
 
 
-@pytest.mark.parametrize("model", ["SASRec", "FAERec_SASRec", "GRU4Rec", "FAERec_LRURec"])  # causal
-@pytest.mark.parametrize("preset,expected", [("paper", PAPER), ("reference", REFERENCE)])
+@pytest.mark.parametrize("model", ["SASRec", "FAERec_SASRec", "GRU4Rec", "FAERec_LRURec",
+                                   "TADA_GRU4Rec"])  # causal
+@pytest.mark.parametrize("preset,expected", [("paper", PAPER), ("reference", REFERENCE),
+                                             ("tada", TADA)])
 def test_preset_settings_reach_the_config(model, preset, expected, tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         config = config_for(model, preset, tmp_path, monkeypatch)
