@@ -44,9 +44,11 @@ def test_cli_sasrec_on_embedded_ml100k(tmp_path):
 
 
 def test_cli_gru4rec_on_amazon_beauty(amazon_beauty, tmp_path):
+    # BPR with one sampled negative: a softmax over the 12,101 items for each of the ~133k training
+    # rows would take most of this test's time (CE on amazon-beauty: test_faerec_model.py)
     proc = run_py([ENTRY, "--model=GRU4Rec", "--dataset=amazon-beauty", f"--data_path={amazon_beauty}",
                    "--embedding_size=8", "--hidden_size=8", "--MAX_ITEM_LIST_LENGTH=5", "--epochs=1",
-                   "--show_progress=False"], cwd=tmp_path)
+                   "--loss_type=BPR", "--show_progress=False"], cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "The number of users: 22364" in out  # 22,363 users + [PAD]
