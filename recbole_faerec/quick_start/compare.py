@@ -347,7 +347,7 @@ def _run_one(name, dataset, config_file_list, config_dict, saved, info,
         checkpoint, why = matching_checkpoint(build_config(model_name, dataset, config_file_list,
                                                            run_dict))
         _tell(f"resume: {name} (seed {run_dict.get('seed', 'configured')}) "
-                         + (f"continues from {checkpoint}" if checkpoint else f"starts anew: {why}"))
+              + (f"continues from {checkpoint}" if checkpoint else f"starts anew: {why}"))
     result = train_and_test(model_name, dataset, config_file_list, run_dict, saved,
                             resume=checkpoint)
     config, model = result.pop("config"), result.pop("model")
