@@ -65,3 +65,17 @@ def test_fine_tuned_encoder_is_a_folder_the_local_provider_loads(ml100k_items, t
     assert not np.allclose(tuned, base, atol=1e-4)  # the weights moved
     with pytest.raises(ValueError, match="drop_ratio"):
         finetune_encoder(path, settings, str(tmp_path / "bad"), drop_ratio=1.0)
+
+
+def test_a_title_only_catalog_is_one_clear_line(amazon_beauty):
+    """amazon-beauty has titles only: no view can drop an attribute, so the script stops with exit
+    status 2 and one line naming the file and the one slot it has, before loading any model."""
+    from conftest import REPO, run_py
+
+    proc = run_py([REPO / "dataset_scripts" / "finetune_encoder.py", "--dataset", "amazon-beauty",
+                   "--data_path", str(amazon_beauty), "--output_dir", str(amazon_beauty / "never")])
+    assert proc.returncode == 2, proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "amazon-beauty.item: 0 item(s)" in error[0]
+    assert "slots: name=title)" in error[0] and "3 non-empty attribute slots" in error[0]
+    assert not (amazon_beauty / "never").exists()

@@ -48,6 +48,25 @@ def present_slots(values: Dict[str, str], settings: PromptSettings) -> List[str]
     return [s for s in SLOTS if settings.fields.get(s) and (values.get(settings.fields[s]) or "").strip()]
 
 
+def contrastable_items(item_path: str, values: List[Dict[str, str]], settings: PromptSettings,
+                       drop_ratio: float) -> List[Dict[str, str]]:
+    """The items with enough non-empty attribute slots for a view to drop ``int(n * drop_ratio)``
+    of them; an error naming the file and its slots when fewer than two items have (a title-only
+    catalog such as amazon-beauty's has nothing to drop)."""
+    if not 0 < drop_ratio < 1:
+        raise ValueError(f"drop_ratio must be between 0 and 1, got {drop_ratio}")
+    items = [v for v in values if len(present_slots(v, settings)) * drop_ratio >= 1]
+    if len(items) < 2:
+        fields = set(values[0]) if values else set()
+        mapped = [f"{s}={settings.fields[s]}" for s in SLOTS if settings.fields.get(s) in fields]
+        need = int(np.ceil(1 / drop_ratio - 1e-9))
+        raise ValueError(
+            f"{item_path}: {len(items)} item(s) have the {need} non-empty attribute slots a view "
+            f"needs to drop {drop_ratio:.0%} of them (the file's slots: {', '.join(mapped) or 'none'}); "
+            "attribute-level views need a catalog with several attributes per item")
+    return items
+
+
 def attribute_view(values: Dict[str, str], settings: PromptSettings, drop_ratio: float,
                    rng: random.Random) -> str:
     """The item's paper prompt with ``int(n * drop_ratio)`` of its ``n`` non-empty attribute slots,
@@ -81,17 +100,12 @@ def finetune_encoder(item_path: str, settings: PromptSettings, output_dir: str,
     if settings.template != "paper":
         raise ValueError("attribute views need the paper's template (its attribute slots); "
                          f"llm_prompt_template is '{settings.template}'")
-    if not 0 < drop_ratio < 1:
-        raise ValueError(f"drop_ratio must be between 0 and 1, got {drop_ratio}")
     rng = random.Random(seed)
     torch.manual_seed(seed)
     tokens, values, _ = read_item_texts(item_path, iid_field)
-    items = [v for v in values if len(present_slots(v, settings)) * drop_ratio >= 1]
+    items = contrastable_items(item_path, values, settings, drop_ratio)
     if max_items is not None:
         items = rng.sample(items, min(max_items, len(items)))
-    if len(items) < 2:
-        raise ValueError(f"{item_path}: {len(items)} item(s) have enough attributes to drop "
-                         f"{drop_ratio:.0%} of them; nothing to contrast")
     provider = LocalProvider(base_model)
     model = provider._load()
     model.max_seq_length = max_length
@@ -141,7 +155,7 @@ def view_agreement(model_path: Optional[str], item_path: str, settings: PromptSe
 
     rng = random.Random(seed)
     _, values, _ = read_item_texts(item_path, iid_field)
-    items = [v for v in values if len(present_slots(v, settings)) * drop_ratio >= 1]
+    items = contrastable_items(item_path, values, settings, drop_ratio)
     items = rng.sample(items, min(max_items, len(items)))
     provider = LocalProvider(model_path)
     a = provider.embed([attribute_view(v, settings, drop_ratio, rng) for v in items])
@@ -150,5 +164,5 @@ def view_agreement(model_path: Optional[str], item_path: str, settings: PromptSe
     return float(np.mean(sims.argmax(axis=1) == np.arange(len(items))))
 
 
-__all__ = ["attribute_view", "finetune_encoder", "present_slots", "view_agreement",
+__all__ = ["attribute_view", "contrastable_items", "finetune_encoder", "present_slots", "view_agreement",
            "view_contrastive_loss"]
