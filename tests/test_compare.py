@@ -121,6 +121,48 @@ def test_merge_refuses_other_settings(comparison, tmp_path, caplog):
     assert f"{preset} was written before runs recorded their resolved settings" in caplog.text
 
 
+def _relabelled(comparison, where, seed, items):
+    """A copy of the comparison as if run with ``seed`` first, its map drawn on ``items``."""
+    shutil.copytree(comparison, where)
+    report = json.loads((where / "results.json").read_text())
+    for run in report["runs"]:
+        run["seed"] = seed
+    report["protocol"]["seed"], report["protocol"]["seeds"] = seed, [seed]
+    report["tsne_items"] = items
+    (where / "results.json").write_text(json.dumps(report))
+    return where
+
+
+def test_merge_draws_the_map_of_the_first_part_that_kept_views(comparison, tmp_path, caplog):
+    """A first part without views.npz (not kept) does not leave the merge without a map: it is
+    drawn on the items of the part that kept them; a model without a panel is said."""
+    import numpy as np
+
+    items = json.loads((comparison / "results.json").read_text())["tsne_items"]
+    first = _relabelled(comparison, tmp_path / "first", 2021, items[::-1])
+    (first / "views.npz").unlink()  # per_user.npz keeps the tail mask
+    with caplog.at_level("WARNING"):
+        merged = merge_comparisons([first, comparison], tmp_path / "merged")
+    assert merged["tsne_items"] == items and "t-SNE" not in caplog.text
+    assert (tmp_path / "merged" / "tsne.png").read_bytes()[:8] == PNG
+    with np.load(tmp_path / "merged" / "views.npz") as views:
+        drawn = sorted(k for k in views.files if "/" in k)
+    runs = merged["runs"]  # the views of the seed-2020 runs, indexed as in the merged runs
+    assert drawn == sorted(f"{i}/{v}" for i, r in enumerate(runs) if r["seed"] == 2020
+                           for v in (["ID"] if r["model"] == "SASRec" else ["ID", "LLM"]))
+    # FAERec's views lost: SASRec keeps its panel, FAERec's absence is one warning line
+    no_faerec = tmp_path / "no_faerec"
+    shutil.copytree(comparison, no_faerec)
+    with np.load(no_faerec / "views.npz") as views:
+        kept = {k: views[k] for k in views.files if not k.startswith("1/")}
+    np.savez_compressed(no_faerec / "views.npz", **kept)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        merge_comparisons([first, no_faerec], tmp_path / "one_panel")
+    assert "the t-SNE map has no panel for FAERec_SASRec: no part kept views of them" in caplog.text
+    assert (tmp_path / "one_panel" / "tsne.png").exists()
+
+
 def test_merge_picks_models_and_reads_one_data_folder_two_ways(comparison, tmp_path):
     """--merge through the entry point: --model keeps those rows in that order; parts whose
     data_path differs only by a trailing slash name the same folder; parts without views.npz keep

@@ -43,6 +43,7 @@ import logging
 import math
 import os
 import sys
+import textwrap
 import time
 import warnings
 from logging import getLogger
@@ -518,7 +519,8 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
     """One table and one set of plots from comparisons run separately (e.g. in parallel, or one
     seed at a time) on the same dataset under the same settings; refuses to merge different
     protocols. Parts may differ in their seeds (``--seeds``): the table then averages over all of
-    them; the t-SNE map is the first part's (a run of the same model and seed twice is refused).
+    them; the t-SNE map is drawn on the items of the first part that kept its views
+    (:func:`_map_items`; a run of the same model and seed twice is refused).
     Parts whose runs all recorded their settings may differ in their budgets (``epochs``,
     ``stopping_step``) as long as each model has one (:func:`_check_resolved`); the training line
     states them. ``models``: only these rows (model names as in the tables, variants included), in
@@ -595,14 +597,13 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
             raise ValueError(f"{d}: another dataset, protocol, settings or config file than {dirs[0]}; "
                              "comparisons can only be merged when they share them")
         for row in more_rows:
-            if not same_seeds:
-                row["views"] = {}  # their map used another seed's items: the first part's is drawn
             twice = [r for r in rows if r["model"] == row["model"] and r["seed"] == row["seed"]]
             if twice:
                 raise ValueError(f"{d}: {row['model']} with seed {row['seed']} is already in an "
                                  "earlier part")
         seeds += [s for s in more_info["seeds"] if s not in seeds]
         rows += more_rows
+    sample = _map_items(loaded, sample, plots)
     if models is not None:
         rows.sort(key=lambda r: models.index(r["model"]))  # stable: seeds keep the parts' order
     if models is not None or only_seeds is not None:
@@ -618,11 +619,34 @@ def merge_comparisons(dirs: List[str], out_dir: str, plots: bool = True,
         report = dict(report, settings={**report["settings"],
                                         **{k: "per model" for k in budgets}})
     os.makedirs(out_dir, exist_ok=True)
+    if report.get("tsne_items") is not None:
+        report = dict(report, tsne_items=[int(i) for i in sample])
     merged = dict(report, protocol={**report["protocol"], "seeds": seeds},
                   runs=[_public(r) for r in rows], missing_runs=missing_runs,
                   pairs=[list(p) for p in pairs])
     _write_outputs(rows, info, sample, merged, out_dir, plots and "tail_mask" in info)
     return merged
+
+
+def _map_items(loaded, sample, plots: bool):
+    """The items of a merged t-SNE map: those of the first part that kept its runs' views
+    (``views.npz``; a comparison draws its items from its first seed). Views of other items (a
+    part that began with another seed) are dropped; a model left without a panel is said."""
+    kept = next((part_sample for rows, _, part_sample, _ in loaded if any(r["views"] for r in rows)),
+                sample)
+    for rows, _, part_sample, _ in loaded:
+        if len(part_sample) != len(kept) or not np.array_equal(part_sample, kept):
+            for row in rows:
+                row["views"] = {}
+    drawn = {r["model"] for rows, *_ in loaded for r in rows if r["views"]}
+    left = list(dict.fromkeys(r["model"] for rows, *_ in loaded for r in rows
+                              if r["model"] not in drawn))
+    if plots and left and any(len(part[2]) for part in loaded):
+        getLogger().warning(f"merge: the t-SNE map has no panel for {', '.join(left)}: "
+                            + ("no part kept views of them on the map's items (views.npz of the "
+                               "part with the first seed)" if drawn else
+                               "no part kept its views (views.npz), so there is no map"))
+    return kept
 
 
 def _metrics(config_dict, config_file_list, model, dataset) -> List[str]:
@@ -1221,7 +1245,8 @@ def plot_tsne(rows, info, items, path: str, seed: int = 0) -> None:
             ax.scatter(p[~tail, 0], p[~tail, 1], s=9, c=colour, label=f"{name} (head)")
             ax.scatter(p[tail, 0], p[tail, 1], s=9, facecolors="none", edgecolors=colour, linewidths=0.6,
                        label=f"{name} (tail)")
-        ax.set_title(r["model"], fontsize=10)
+        # a variant's settings make long names: wrapped to the panel's width
+        ax.set_title("\n".join(textwrap.wrap(r["model"], 44, break_on_hyphens=False)), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(fontsize=6, markerscale=1.5)
