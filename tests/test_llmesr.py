@@ -348,3 +348,30 @@ def test_settings_of_an_absent_cross_attention_are_warned_about(cache, caplog):
     with caplog.at_level("WARNING"):
         build_model("LLMESR_SASRec", {**TINY, "llmesr_heads": 4})
     assert "has no effect" not in caplog.text
+
+
+def test_on_gru4rec_the_views_enter_as_they_are_as_in_the_original(cache, caplog):
+    """The original's GRU4Rec feeds the ID and LLM views to its GRU without the sqrt(d) scaling,
+    position embedding and dropout of its SASRec (props/model/LLMESR_GRU4Rec.yaml, read by LLM-CFSR
+    too); ``llmesr_view_inputs: positions`` gives GRU4Rec the SASRec inputs; a dropout given for raw
+    inputs is warned about."""
+    gru = {k: v for k, v in TINY.items() if k not in ("n_layers", "n_heads", "inner_size")}
+    with caplog.at_level("WARNING"):
+        config, model, train = build_model("LLMESR_GRU4Rec", {**gru, "llmesr_cross_attention": False,
+                                                              "llmesr_input_dropout": 0.2,
+                                                              "state": "INFO"})
+    assert config["llmesr_view_inputs"] == "raw"
+    assert model.view_position is None and model.input_dropout is None
+    assert "llmesr_input_dropout 0.2 has no effect: llmesr_view_inputs is raw" in caplog.text
+    seq = next(iter(train))["item_id_list"]
+    model.train()  # no dropout of LLM-ESR's own: the inputs are exactly the two tables' rows
+    with torch.no_grad():
+        x_id, x_llm = model._inputs(seq)
+    torch.testing.assert_close(x_id, model.item_embedding.weight[seq])
+    torch.testing.assert_close(x_llm, model.adapter(model.llm_table[seq]))
+    config, cfsr, _ = build_model("LLMCFSR_GRU4Rec", gru)
+    assert config["llmesr_view_inputs"] == "raw" and cfsr.view_position is None
+    config, sasrec_inputs, _ = build_model("LLMESR_GRU4Rec", {**gru, "llmesr_view_inputs": "positions"})
+    assert sasrec_inputs.view_position is not None and sasrec_inputs.input_dropout.p == 0.5
+    config, sasrec, _ = build_model("LLMESR_SASRec", TINY)
+    assert config["llmesr_view_inputs"] == "positions" and sasrec.view_position is not None

@@ -11,7 +11,9 @@ embeddings: an LLM view from the frozen LLM table ``L`` through a linear adapter
 
     x^{id}_t = \mathrm{Drop}(\sqrt{d}\, E_{s_t} + P_t), \qquad x^{llm}_t = \mathrm{Drop}(\sqrt{d}\, a_{s_t} + P_t)
 
-with one position table ``P`` and one dropout for both views. Each view is re-expressed by attending
+with one position table ``P`` and one dropout for both views (``llmesr_view_inputs: positions``, the
+original's SASRec and BERT4Rec). Its GRU4Rec takes the views as they are, :math:`x^{id}_t = E_{s_t}`,
+:math:`x^{llm}_t = a_{s_t}` (``raw``; ``props/model/LLMESR_GRU4Rec.yaml``). Each view is re-expressed by attending
 over the other (multi-head cross-attention, queries from one view, keys and values from the other;
 the inputs are replaced, not added to):
 
@@ -81,6 +83,7 @@ from recbole_faerec.settings import SettingError, choice
 USER_EMBEDDINGS = ("text", "item_mean")
 TEACHERS = ("step", "epoch")
 INITS = ("xavier", "backbone")
+VIEW_INPUTS = ("positions", "raw")
 
 
 class CrossAttention(nn.Module):
@@ -123,7 +126,7 @@ class LLMESRMixin(LLMItemMixin):
     """LLM-ESR's two views, cross-attention, shared encoder and self-distillation (see the module).
 
     Config keys (``props/model/LLMESR.yaml``): ``llmesr_causal``, ``llmesr_cross_attention``,
-    ``llmesr_heads``, ``llmesr_input_dropout``, ``llmesr_attention_dropout``,
+    ``llmesr_heads``, ``llmesr_view_inputs``, ``llmesr_input_dropout``, ``llmesr_attention_dropout``,
     ``llmesr_distill_weight`` (alpha), ``llmesr_neighbours`` (K), ``llmesr_teacher``,
     ``llmesr_user_embedding``.
     """
@@ -159,8 +162,11 @@ class LLMESRMixin(LLMItemMixin):
         for layer in self.adapter:
             nn.init.xavier_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
-        self.view_position = nn.Embedding(self.max_seq_length + 1, d, padding_idx=0)
-        self.input_dropout = nn.Dropout(config["llmesr_input_dropout"])
+        self.view_inputs = choice(config, "llmesr_view_inputs", VIEW_INPUTS)
+        self.view_position = self.input_dropout = None  # raw inputs: no such layers
+        if self.view_inputs == "positions":
+            self.view_position = nn.Embedding(self.max_seq_length + 1, d, padding_idx=0)
+            self.input_dropout = nn.Dropout(config["llmesr_input_dropout"])
         self.id_from_llm = self.llm_from_id = None  # llmesr_cross_attention False: no such layers
         self.cross_residual = bool(config["llmesr_cross_residual"])
         if config["llmesr_cross_attention"]:
@@ -168,8 +174,9 @@ class LLMESRMixin(LLMItemMixin):
             self.id_from_llm = CrossAttention(d, heads, dropout)
             self.llm_from_id = CrossAttention(d, heads, dropout)
         self.init_new_layers(config, (self.view_position, self.id_from_llm, self.llm_from_id))
-        with torch.no_grad():
-            self.view_position.weight[0] = 0.0  # padding
+        if self.view_position is not None:
+            with torch.no_grad():
+                self.view_position.weight[0] = 0.0  # padding
         self.pca_init_id_table(config)
         self.distill_weight = float(config["llmesr_distill_weight"])
         self.neighbour_count = int(config["llmesr_neighbours"])
@@ -199,6 +206,8 @@ class LLMESRMixin(LLMItemMixin):
         if not config["llmesr_cross_attention"]:
             for key in ("llmesr_heads", "llmesr_attention_dropout", "llmesr_cross_residual"):
                 unused[key] = "llmesr_cross_attention is False (no cross-attention layers)"
+        if config["llmesr_view_inputs"] == "raw":
+            unused["llmesr_input_dropout"] = "llmesr_view_inputs is raw (the views enter as they are)"
         if not float(config["llmesr_distill_weight"]) > 0:
             for key in ("llmesr_teacher", "llmesr_neighbours", "llmesr_user_embedding"):
                 unused[key] = "llmesr_distill_weight is 0 (no self-distillation)"
@@ -281,12 +290,19 @@ class LLMESRMixin(LLMItemMixin):
         return torch.cat([self.item_embedding(items), self.llm_view(items)], dim=-1)
 
     def _inputs(self, item_seq):
+        if self.view_inputs == "raw":  # the original's GRU4Rec: the two views as they are
+            x_id, x_llm = self.item_embedding.weight[item_seq], self.llm_view(item_seq)
+            return self._cross(item_seq, x_id, x_llm)
         d = self.item_embedding.embedding_dim
         positions = torch.arange(1, item_seq.shape[1] + 1, device=item_seq.device).unsqueeze(0)
         positions = positions * (item_seq > 0)
         pos = self.view_position(positions)
         x_id = self.input_dropout(math.sqrt(d) * self.item_embedding.weight[item_seq] + pos)
         x_llm = self.input_dropout(math.sqrt(d) * self.llm_view(item_seq) + pos)
+        return self._cross(item_seq, x_id, x_llm)
+
+    def _cross(self, item_seq, x_id, x_llm):
+        """The input cross-attention (where it is on): each view re-expressed over the other."""
         if self.id_from_llm is None:
             return x_id, x_llm
         padding = item_seq == 0
