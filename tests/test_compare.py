@@ -159,7 +159,7 @@ def test_merge_draws_the_map_of_the_first_part_that_kept_views(comparison, tmp_p
     caplog.clear()
     with caplog.at_level("WARNING"):
         merge_comparisons([first, no_faerec], tmp_path / "one_panel")
-    assert "the t-SNE map has no panel for FAERec_SASRec: no part kept views of them" in caplog.text
+    assert "the t-SNE map has no panel for FAERec_SASRec: no part kept their views" in caplog.text
     assert (tmp_path / "one_panel" / "tsne.png").exists()
 
 

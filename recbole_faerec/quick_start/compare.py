@@ -643,8 +643,8 @@ def _map_items(loaded, sample, plots: bool):
                               if r["model"] not in drawn))
     if plots and left and any(len(part[2]) for part in loaded):
         getLogger().warning(f"merge: the t-SNE map has no panel for {', '.join(left)}: "
-                            + ("no part kept views of them on the map's items (views.npz of the "
-                               "part with the first seed)" if drawn else
+                            + ("no part kept their views on the map's items (those of the first "
+                               "part with a views.npz)" if drawn else
                                "no part kept its views (views.npz), so there is no map"))
     return kept
 

@@ -11,11 +11,12 @@ embeddings: an LLM view from the frozen LLM table ``L`` through a linear adapter
 
     x^{id}_t = \mathrm{Drop}(\sqrt{d}\, E_{s_t} + P_t), \qquad x^{llm}_t = \mathrm{Drop}(\sqrt{d}\, a_{s_t} + P_t)
 
-with one position table ``P`` and one dropout for both views (``llmesr_view_inputs: positions``, the
-original's SASRec and BERT4Rec). Its GRU4Rec takes the views as they are, :math:`x^{id}_t = E_{s_t}`,
-:math:`x^{llm}_t = a_{s_t}` (``raw``; ``props/model/LLMESR_GRU4Rec.yaml``). Each view is re-expressed by attending
-over the other (multi-head cross-attention, queries from one view, keys and values from the other;
-the inputs are replaced, not added to):
+with one position table ``P`` and one dropout for both views (``llmesr_view_inputs: positions``,
+the original's SASRec and BERT4Rec). Its GRU4Rec takes the views as they are,
+:math:`x^{id}_t = E_{s_t}`, :math:`x^{llm}_t = a_{s_t}` (``raw``, set by
+``props/model/LLMESR_GRU4Rec.yaml``). Each view is re-expressed by attending over the other
+(multi-head cross-attention, queries from one view, keys and values from the other; the inputs are
+replaced, not added to):
 
 .. math:: \tilde x^{id} = \mathrm{MCA}(x^{llm}, x^{id}), \qquad \tilde x^{llm} = \mathrm{MCA}(x^{id}, x^{llm})
 
