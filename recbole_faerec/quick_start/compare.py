@@ -635,7 +635,7 @@ def _map_items(loaded, sample, plots: bool):
     kept = next((part_sample for rows, _, part_sample, _ in loaded if any(r["views"] for r in rows)),
                 sample)
     for rows, _, part_sample, _ in loaded:
-        if len(part_sample) != len(kept) or not np.array_equal(part_sample, kept):
+        if not np.array_equal(part_sample, kept):  # False for other lengths too
             for row in rows:
                 row["views"] = {}
     drawn = {r["model"] for rows, *_ in loaded for r in rows if r["views"]}
